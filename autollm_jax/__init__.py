@@ -1,0 +1,1 @@
+"""autollm-jax: LLMConfig-Gym and a configuration agent trained by distillation and GRPO."""

@@ -1,0 +1,1 @@
+"""LLMConfig-Gym: data access, task tables and the tasks built from the sources."""

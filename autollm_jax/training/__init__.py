@@ -1,0 +1,1 @@
+"""Training: optimizer, batching, metrics, policy distillation (SFT) and multi-turn GRPO."""

@@ -1,0 +1,125 @@
+"""Policy distillation: supervised fine-tuning on teacher trajectories, agent tokens only.
+
+`train` runs the jitted, sharded train step over length-bucketed batches, logs metrics
+(loss, tokens/s, learning rate) every `log_every` steps, writes Orbax checkpoints every
+`checkpoint_every` steps, and resumes from the newest checkpoint in its directory: batches are
+a function of the step, so a resumed run ends with the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from autollm_jax import checkpoint as checkpoint_lib
+from autollm_jax import sharding as sharding_lib
+from autollm_jax.model import transformer
+from autollm_jax.model.config import ModelConfig
+from autollm_jax.training import batching
+from autollm_jax.training import losses
+from autollm_jax.training import metrics as metrics_lib
+from autollm_jax.training import optimizer as optimizer_lib
+from autollm_jax.training import train_step
+
+
+class InjectedFailure(RuntimeError):
+  """Raised at `debug_fail_at_step` to test recovery from a crash."""
+
+
+def sft_loss_fn(graphdef: nnx.GraphDef):
+  """(params, batch) -> (mean NLL of the agent tokens, {"tokens": agent tokens})."""
+
+  def loss_fn(params, batch):
+    tokens = batch["tokens"]
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    logits, _ = transformer.forward(graphdef, params, tokens, positions, batch["input_mask"])
+    return losses.sft_loss(logits, tokens, batch["loss_mask"]), {
+        "tokens": jnp.sum(batch["loss_mask"])}
+
+  return loss_fn
+
+
+def state_shardings(state: train_step.TrainState) -> train_step.TrainState:
+  return jax.tree_util.tree_map(lambda x: x.sharding, state)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+          sequences: Sequence[np.ndarray], loss_masks: Sequence[np.ndarray],
+          model_config: ModelConfig, tokenizer_blob: bytes, pad_id: int, mesh: Mesh,
+          init_params: nnx.State | None = None, seed: int = 0) -> nnx.State:
+  """Trains (or resumes training) a policy by SFT; returns the final parameters.
+
+  Args:
+    config: the `sft` fields of a training config (batch_size, grad_accum_steps, total_steps,
+      optimizer fields, log_every, checkpoint_every, optional debug_fail_at_step).
+    workdir: checkpoints go to `<workdir>/checkpoints`, metrics to `<workdir>/metrics.jsonl`.
+    sequences, loss_masks: the tokenized trajectories (see autollm_jax.trajectories).
+    model_config: the policy's architecture.
+    tokenizer_blob: saved with every checkpoint.
+    pad_id: the padding token.
+    mesh: the device mesh ("fsdp" splits the batch and the parameters).
+    init_params: starting parameters (pretrained); None starts from a random init.
+    seed: initialisation and batch-order seed.
+  """
+  workdir = pathlib.Path(workdir)
+  optimizer = optimizer_lib.make_optimizer(config)
+  graphdef, params = sharding_lib.init_sharded(model_config, mesh, seed)
+  if init_params is not None:
+    params = sharding_lib.shard_params(init_params, mesh)
+  state = jax.jit(train_step.init_state, static_argnums=1)(params, optimizer)
+  shardings = state_shardings(state)
+  manager = checkpoint_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=2)
+  if manager.latest_step() is not None:
+    restored = manager.restore_latest(
+        expected_config=model_config, mesh=mesh,
+        opt_state_target=jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+            state.opt_state))
+    state = train_step.TrainState(step=jnp.asarray(restored.step, jnp.int32),
+                                  params=restored.params, opt_state=restored.opt_state)
+    state = jax.device_put(state, shardings)
+
+  accum = config.grad_accum_steps
+  batch_sharding = NamedSharding(mesh, P(None, sharding_lib.FSDP))
+  step_fn = jax.jit(train_step.make_train_step(sft_loss_fn(graphdef), optimizer),
+                    donate_argnums=0, in_shardings=(shardings, batch_sharding),
+                    out_shardings=(shardings, NamedSharding(mesh, P())))
+  batches = batching.BucketedBatches(
+      sequences, loss_masks, config.batch_size,
+      batching.bucket_lengths(max(len(s) for s in sequences)), pad_id, seed)
+  schedule = optimizer_lib.learning_rate_schedule(config)
+  writer = metrics_lib.MetricsWriter(workdir, "sft")
+  fail_at = config.get("debug_fail_at_step", 0)
+
+  step = int(state.step)
+  window_start, window_tokens = time.perf_counter(), 0
+  while step < config.total_steps:
+    batch = batches.batch(step)
+    arrays = {"tokens": batch.tokens, "loss_mask": batch.loss_mask,
+              "input_mask": batch.input_mask}
+    state, metrics = step_fn(state, train_step.split_microbatches(arrays, accum))
+    step += 1
+    window_tokens += int(batch.input_mask.sum())
+    if step % config.log_every == 0 or step == config.total_steps:
+      loss = float(metrics["loss"])  # blocks: the timing below includes the step
+      elapsed = time.perf_counter() - window_start
+      writer.write(step, {"loss": loss, "grad_norm": float(metrics["grad_norm"]),
+                          "learning_rate": float(schedule(step - 1)),
+                          "tokens_per_s": window_tokens / elapsed})
+      window_start, window_tokens = time.perf_counter(), 0
+    if step % config.checkpoint_every == 0 or step == config.total_steps:
+      manager.save(step, state.params, state.opt_state, model_config, tokenizer_blob,
+                   force=True)
+    if step == fail_at:
+      raise InjectedFailure(f"debug_fail_at_step={fail_at}")
+  manager.close()
+  return state.params

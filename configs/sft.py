@@ -1,0 +1,65 @@
+"""Policy distillation of the teacher into the default small model trained from scratch.
+
+  python launch/train.py --config=configs/sft.py --workdir=DIR
+
+Runs curation, trajectory simulation (the teacher on the train experiments), SentencePiece
+training on the simulated text, SFT, and an evaluation of the distilled policy against the
+baselines on the test split. CPU, minutes. Memory: under 2 GiB.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.stages = ("simulate", "sft", "evaluate")
+
+  c.data = ml_collections.ConfigDict()
+  c.data.gym_data_dir = ""  # empty: $AUTOLLM_GYM_DATA, then ../shared/gym_data, then cache
+  # The 19-weight mixtures make prompts of thousands of tokens: kept out of the CPU default.
+  c.data.tasks = ("pretrain_steplaw", "arch_hwgpt")
+  c.data.curation_seed = 0
+  c.data.max_train_experiments = 64  # 0: all
+  c.data.max_prompt_rows = 4  # cheap results shown per fidelity
+  c.data.max_context_fidelities = 2  # the cheap fidelities nearest the target; 0: all
+
+  c.simulation = ml_collections.ConfigDict()
+  c.simulation.seeds = (0, 1)
+  c.simulation.budgets = (3,)
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.vocab_size = 1024
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "scratch_1m"
+  c.model.checkpoint = ""  # "gguf" to start from the pretrained weights of a gguf model
+  c.model.dtype = "float32"  # compute dtype ("bfloat16" on accelerators)
+  c.model.remat = False
+  c.model.max_seq_len = 2048
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.fsdp = -1  # -1: every device left after tensor
+  c.mesh.tensor = 1
+
+  c.sft = ml_collections.ConfigDict()
+  c.sft.batch_size = 8
+  c.sft.grad_accum_steps = 1
+  c.sft.total_steps = 300
+  c.sft.learning_rate = 3e-3
+  c.sft.warmup_steps = 30
+  c.sft.final_lr_fraction = 0.1
+  c.sft.weight_decay = 0.01
+  c.sft.b1 = 0.9
+  c.sft.b2 = 0.95
+  c.sft.grad_clip_norm = 1.0
+  c.sft.log_every = 10
+  c.sft.checkpoint_every = 100
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.agents = ("random", "topk", "teacher")
+  c.eval.budget = 5
+  c.eval.seeds = 2
+  c.eval.think_tokens = 96  # the most reasoning tokens a policy writes per turn
+  c.eval.temperature = 0.0  # greedy
+  return c

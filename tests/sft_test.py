@@ -9,6 +9,7 @@ from autollm_jax import sharding
 from autollm_jax.model import config as model_config
 from autollm_jax.training import metrics as metrics_lib
 from autollm_jax.training import optimizer
+from autollm_jax.training import resume
 from autollm_jax.training import sft
 
 TINY = model_config.get_config("scratch_1m", vocab_size=32, embed_dim=32, num_layers=2,
@@ -44,7 +45,7 @@ class SftTest(absltest.TestCase):
     mesh = sharding.make_mesh(devices=jax.devices()[:1])
     full = self.run_sft(self.create_tempdir().full_path, mesh)
     crashed = self.create_tempdir().full_path
-    with self.assertRaises(sft.InjectedFailure):
+    with self.assertRaises(resume.InjectedFailure):
       self.run_sft(crashed, mesh, debug_fail_at_step=6)  # last checkpoint: step 4
     resumed = self.run_sft(crashed, mesh)
     for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):

@@ -28,11 +28,8 @@ from autollm_jax.training import batching
 from autollm_jax.training import losses
 from autollm_jax.training import metrics as metrics_lib
 from autollm_jax.training import optimizer as optimizer_lib
+from autollm_jax.training import resume
 from autollm_jax.training import train_step
-
-
-class InjectedFailure(RuntimeError):
-  """Raised at `debug_fail_at_step` to test recovery from a crash."""
 
 
 def sft_loss_fn(graphdef: nnx.GraphDef):
@@ -78,15 +75,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   state = jax.jit(train_step.init_state, static_argnums=1)(params, optimizer)
   shardings = state_shardings(state)
   manager = checkpoint_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=2)
-  if manager.latest_step() is not None:
-    restored = manager.restore_latest(
-        expected_config=model_config, mesh=mesh,
-        opt_state_target=jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-            state.opt_state))
-    state = train_step.TrainState(step=jnp.asarray(restored.step, jnp.int32),
-                                  params=restored.params, opt_state=restored.opt_state)
-    state = jax.device_put(state, shardings)
+  state = resume.resume(manager, state, model_config, mesh)
 
   accum = config.grad_accum_steps
   batch_sharding = NamedSharding(mesh, P(None, sharding_lib.FSDP))
@@ -98,7 +87,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       batching.bucket_lengths(max(len(s) for s in sequences)), pad_id, seed)
   schedule = optimizer_lib.learning_rate_schedule(config)
   writer = metrics_lib.MetricsWriter(workdir, "sft")
-  fail_at = config.get("debug_fail_at_step", 0)
 
   step = int(state.step)
   window_start, window_tokens = time.perf_counter(), 0
@@ -119,7 +107,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     if step % config.checkpoint_every == 0 or step == config.total_steps:
       manager.save(step, state.params, state.opt_state, model_config, tokenizer_blob,
                    force=True)
-    if step == fail_at:
-      raise InjectedFailure(f"debug_fail_at_step={fail_at}")
+    resume.check_injected_failure(config, step)
   manager.close()
   return state.params

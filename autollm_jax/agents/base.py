@@ -1,0 +1,194 @@
+"""The agent interface: whatever proposes configurations (baselines, the trained policy).
+
+An agent sees an `Observation` (the task, the candidate configurations at the target fidelity
+and the full results at the cheap fidelities, never an outcome at the target) and the trials
+so far, and proposes the next configuration with, where it has one, its reasoning as text. A
+proposal is a free configuration; like the device environment, the harness maps it to the
+nearest candidate (autollm_jax/matching.py) and reads that candidate's outcome.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from autollm_jax import matching
+from autollm_jax.experiments import PARAM_COUNT_AUX, Experiment
+from autollm_jax.gym.table import Metric, Param, TaskTable
+
+# Aux columns that are known before a run (they follow from the configuration), and so may be
+# shown for the target candidates. Others (a run's train time) are outcomes.
+STATIC_AUX = (PARAM_COUNT_AUX,)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheapResults:
+  """The results at one cheap fidelity.
+
+  Attributes:
+    name: the fidelity's name.
+    scale: float64[S] its numeric scale (e.g. N, D).
+    configs: float64[m, P] configurations in natural units.
+    outcomes: float64[m] the experiment's metric, as measured.
+    y: float64[m] sign * outcomes: lower is better whatever the metric's direction.
+    aux: name -> float64[m] the task's aux columns at these rows.
+  """
+
+  name: str
+  scale: np.ndarray
+  configs: np.ndarray
+  outcomes: np.ndarray
+  y: np.ndarray
+  aux: Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+  """What an agent may know about one experiment (n candidates, P params, S scale axes).
+
+  Attributes:
+    task, description: the task's name and text.
+    params: the P parameters (scale log/linear/categorical).
+    metric: the metric and its direction.
+    budget: trials at the target.
+    target_name: the target fidelity's name.
+    scale_names: the S fidelity-scale axes.
+    target_scale: float64[S] the target fidelity's scale.
+    candidates: float64[n, P] the valid configurations at the target.
+    candidate_aux: name -> float64[n], the STATIC_AUX columns of the candidates.
+    context: the cheap fidelities' results, cheapest first.
+    param_budget: the parameter-count cap of the candidates, if any.
+    budget_quantile: the quantile of the target's parameter counts that param_budget is.
+  """
+
+  task: str
+  description: str
+  params: tuple[Param, ...]
+  metric: Metric
+  budget: int
+  target_name: str
+  scale_names: tuple[str, ...]
+  target_scale: np.ndarray
+  candidates: np.ndarray
+  candidate_aux: Mapping[str, np.ndarray]
+  context: tuple[CheapResults, ...]
+  param_budget: float | None = None
+  budget_quantile: float | None = None
+
+  @classmethod
+  def from_experiment(cls, experiment: Experiment, table: TaskTable) -> Observation:
+    metric = table.metric(experiment.metric)
+    col = table.metric_column(experiment.metric)
+    context = []
+    for f in sorted(experiment.context_fidelities,
+                    key=lambda f: np.sum(np.log(table.fidelity_scale[f]))):
+      rows = experiment.context_rows[table.fidelity_index[experiment.context_rows] == f]
+      outcomes = table.outcomes[rows, col]
+      context.append(CheapResults(
+          name=table.fidelity_names[f], scale=table.fidelity_scale[f],
+          configs=table.configs[rows], outcomes=outcomes, y=metric.sign() * outcomes,
+          aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)}))
+    rows = experiment.candidate_rows
+    return cls(
+        task=table.name, description=table.description, params=table.params, metric=metric,
+        budget=experiment.budget, target_name=table.fidelity_names[experiment.target_fidelity],
+        scale_names=table.fidelity_scale_names,
+        target_scale=table.fidelity_scale[experiment.target_fidelity],
+        candidates=table.configs[rows],
+        candidate_aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)
+                       if a in STATIC_AUX},
+        context=tuple(context), param_budget=experiment.param_budget,
+        budget_quantile=experiment.budget_quantile)
+
+  @property
+  def num_candidates(self) -> int:
+    return self.candidates.shape[0]
+
+  @property
+  def transform(self) -> np.ndarray:
+    """float64[4, P] the matching transform of the candidates (see matching.py)."""
+    return matching.feature_transform(self.params, self.candidates)
+
+  def features(self, configs: np.ndarray) -> np.ndarray:
+    """float64[..., P] configurations (natural units) in the candidates' feature space."""
+    return matching.features(np.asarray(configs, np.float64), self.transform)
+
+  def match(self, config: np.ndarray, exclude: Sequence[int] = ()) -> int:
+    """The index of the candidate nearest to `config`, skipping `exclude` while any is left."""
+    valid = np.ones(self.num_candidates, bool)
+    valid[list(exclude)] = False
+    if not valid.any():
+      valid[:] = True
+    return int(matching.nearest(self.features(self.candidates), self.features(config),
+                                self.transform, valid))
+
+  def format_config(self, config: np.ndarray) -> str:
+    return " ".join(f"{p.name}={v:.3g}" for p, v in zip(self.params, config))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+  """One expensive trial: the candidate it ran (index into Observation.candidates).
+
+  Attributes:
+    candidate: the candidate's index.
+    config: float64[P] the candidate's configuration.
+    outcome: the metric as measured.
+    y: sign * outcome (lower is better).
+  """
+
+  candidate: int
+  config: np.ndarray
+  outcome: float
+  y: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+  """A proposed configuration (float64[P], natural units) and the reasoning behind it."""
+
+  config: np.ndarray
+  reasoning: str = ""
+
+
+class Agent(abc.ABC):
+  """Proposes the next configuration of an experiment from what it has seen so far."""
+
+  name: str = "agent"
+
+  def fit(self, experiments: Sequence[Experiment], tables: Mapping[str, TaskTable]) -> None:
+    """Learns from training experiments (whose target outcomes are all known). Default: none.
+
+    Args:
+      experiments: train-split experiments.
+      tables: task name -> TaskTable.
+    """
+    del experiments, tables
+
+  @abc.abstractmethod
+  def propose(self, obs: Observation, history: Sequence[Trial],
+              rng: np.random.Generator) -> Proposal:
+    """The next configuration to run at the target, given the trials so far (in order)."""
+
+
+def untried(obs: Observation, history: Sequence[Trial]) -> np.ndarray:
+  """int[k] indices of the candidates not run yet (all of them if every one was)."""
+  left = np.setdiff1d(np.arange(obs.num_candidates), [t.candidate for t in history])
+  return left if left.size else np.arange(obs.num_candidates)
+
+
+def nearest_fidelity(obs: Observation) -> CheapResults:
+  """The cheap fidelity closest to the target in log scale."""
+  dist = [np.sum((np.log(c.scale) - np.log(obs.target_scale)) ** 2) for c in obs.context]
+  return obs.context[int(np.argmin(dist))]
+
+
+def within_budget(obs: Observation, cheap: CheapResults) -> np.ndarray:
+  """bool[m] the cheap rows within the experiment's parameter-budget quantile (all if none)."""
+  if obs.budget_quantile is None or PARAM_COUNT_AUX not in cheap.aux:
+    return np.ones(len(cheap.y), bool)
+  counts = cheap.aux[PARAM_COUNT_AUX]
+  return counts <= np.quantile(counts, obs.budget_quantile)

@@ -1,0 +1,210 @@
+"""Multi-turn GRPO: rollouts on the device, group-normalized advantages, clipped policy
+gradient with a k3 KL penalty to the reference (distilled) policy, over agent tokens only.
+
+One iteration: pick `experiments_per_batch` train experiments (from the seed and the
+iteration, so a resumed run picks the same), play `group_size` episodes of each with the
+current policy (`autollm_jax.rollout`), score the log-probabilities of the sampled tokens
+under the current ("old") and the reference policy, then run `epochs` passes of
+`minibatches` optimizer steps on the GRPO loss. Checkpoints every `checkpoint_every`
+iterations hold the parameters and optimizer state; a crashed run resumes from the newest.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from autollm_jax import checkpoint as checkpoint_lib
+from autollm_jax import env as env_lib
+from autollm_jax import rollout as rollout_lib
+from autollm_jax import sharding as sharding_lib
+from autollm_jax.model import transformer
+from autollm_jax.model.config import ModelConfig
+from autollm_jax.training import grpo_loss
+from autollm_jax.training import losses
+from autollm_jax.training import metrics as metrics_lib
+from autollm_jax.training import optimizer as optimizer_lib
+from autollm_jax.training import resume
+from autollm_jax.training import train_step
+
+
+def sequence_log_probs(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
+                       input_mask: jax.Array) -> jax.Array:
+  """float32[B, L] log p(token | context) of every token of rollout buffers."""
+  positions = transformer.default_positions(input_mask)
+  logits, _ = transformer.forward(graphdef, params, tokens, positions, input_mask)
+  return losses.token_log_probs(logits, tokens)
+
+
+def grpo_loss_fn(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict):
+  """(params, batch) -> (GRPO loss, metrics) on a minibatch of scored rollouts."""
+
+  def loss_fn(params, batch):
+    logp = sequence_log_probs(graphdef, params, batch["tokens"], batch["input_mask"])
+    return grpo_loss.grpo_loss(logp, batch["old_logp"], batch["ref_logp"],
+                               batch["advantages"], batch["loss_mask"], config.clip_eps,
+                               config.kl_coef, config.loss_aggregation)
+
+  return loss_fn
+
+
+def iteration_experiments(num_experiments: int, per_batch: int, seed: int,
+                          iteration: int) -> np.ndarray:
+  """int32[per_batch] experiment ids for one iteration (a function of seed and iteration)."""
+  rng = np.random.default_rng([seed, iteration])
+  return rng.choice(num_experiments, per_batch, replace=per_batch > num_experiments
+                    ).astype(np.int32)
+
+
+def parsed_fraction(played: rollout_lib.Rollout, budgets: np.ndarray) -> float:
+  """The fraction of trials (within each episode's budget) whose action parsed."""
+  history = np.asarray(played.history)
+  within = np.arange(history.shape[1]) < np.asarray(budgets)[:, None]
+  return float(np.mean(history[within] >= 0))
+
+
+class GrpoTrainer:
+  """Holds the jitted pieces of GRPO for one policy, environment and mesh."""
+
+  def __init__(self, config: ml_collections.ConfigDict, model_config: ModelConfig,
+               graphdef: nnx.GraphDef, env_params: env_lib.EnvParams,
+               prompts: Sequence[Sequence[int]], pad_id: int, stop_id: int, mesh: Mesh):
+    """
+    Args:
+      config: the `rl` fields of a training config.
+      model_config, graphdef: the policy's architecture.
+      env_params: the train experiments' environment.
+      prompts: the token ids of each experiment's prompt (index = experiment id).
+      pad_id, stop_id: padding and end-of-turn tokens.
+      mesh: the device mesh (episodes split over "fsdp").
+    """
+    self.config = config
+    self.graphdef = graphdef
+    self.model_config = model_config
+    self.env_params = env_params
+    self.prompts = [list(p) for p in prompts]
+    self.pad_id = pad_id
+    self.mesh = mesh
+    self.optimizer = optimizer_lib.make_optimizer(config)
+    self.rollout = rollout_lib.jit_rollout(
+        graphdef, model_config,
+        rollout_lib.RolloutConfig(config.turn_tokens, config.temperature, config.top_k or None,
+                                  config.top_p or None), stop_id)
+    self.score = jax.jit(lambda p, t, m: sequence_log_probs(graphdef, p, t, m))
+    self.batch_sharding = NamedSharding(mesh, P(None, sharding_lib.FSDP))
+    self._step = None
+
+  def _train_step(self, state: train_step.TrainState):
+    if self._step is None:
+      shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+      self._step = jax.jit(
+          train_step.make_train_step(grpo_loss_fn(self.graphdef, self.config), self.optimizer),
+          donate_argnums=0, in_shardings=(shardings, self.batch_sharding),
+          out_shardings=(shardings, NamedSharding(self.mesh, P())))
+    return self._step
+
+  def play(self, params: nnx.State, experiment_ids: np.ndarray, key: jax.Array,
+           group_size: int) -> rollout_lib.Rollout:
+    """`group_size` episodes of each experiment, grouped: rows [i * G, (i + 1) * G)."""
+    ids = np.repeat(experiment_ids, group_size)
+    tokens, mask = rollout_lib.prompt_batch([self.prompts[i] for i in ids], self.pad_id)
+    return self.rollout(params, self.env_params, jnp.asarray(ids), tokens, mask, key)
+
+  def iteration(self, state: train_step.TrainState, ref_params: nnx.State, iteration: int,
+                seed: int) -> tuple[train_step.TrainState, dict[str, float]]:
+    """One GRPO iteration (rollouts, scoring, epochs x minibatches of updates)."""
+    c = self.config
+    ids = iteration_experiments(int(self.env_params.budget.shape[0]), c.experiments_per_batch,
+                                seed, iteration)
+    start = time.perf_counter()
+    played = self.play(state.params, ids, jax.random.key(seed * 1_000_003 + iteration),
+                       c.group_size)
+    rewards = played.rewards.reshape(len(ids), c.group_size)
+    advantages = grpo_loss.group_advantages(rewards).reshape(-1)
+    old_logp = self.score(state.params, played.tokens, played.input_mask)
+    ref_logp = self.score(ref_params, played.tokens, played.input_mask)
+    jax.block_until_ready(ref_logp)
+    rollout_seconds = time.perf_counter() - start
+    batch = {"tokens": played.tokens, "input_mask": played.input_mask,
+             "loss_mask": played.loss_mask, "old_logp": old_logp, "ref_logp": ref_logp,
+             "advantages": advantages}
+    rows = played.tokens.shape[0]
+    if rows % c.minibatches:
+      raise ValueError(f"experiments_per_batch * group_size = {rows} is not a multiple of "
+                       f"rl.minibatches={c.minibatches}")
+    per = rows // c.minibatches
+    step_fn = self._train_step(state)
+    rng = np.random.default_rng([seed, iteration, 1])
+    metrics = []
+    for _ in range(c.epochs):
+      order = rng.permutation(rows)
+      for m in range(c.minibatches):
+        pick = jnp.asarray(order[m * per:(m + 1) * per])
+        minibatch = jax.tree_util.tree_map(lambda x: x[pick], batch)
+        state, out = step_fn(state, train_step.split_microbatches(minibatch,
+                                                                  c.grad_accum_steps))
+        metrics.append(out)
+    agent_tokens = float(jnp.sum(played.loss_mask))
+    summary = {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
+    summary.update(
+        reward=float(jnp.mean(played.rewards)),
+        reward_std_in_group=float(jnp.mean(jnp.std(rewards, axis=1))),
+        parsed_fraction=parsed_fraction(played, self.env_params.budget[ids].repeat(
+            c.group_size)),
+        rollout_tokens_per_s=agent_tokens / rollout_seconds,
+        seconds=time.perf_counter() - start)
+    return state, summary
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+          model_config: ModelConfig, init_params: nnx.State, ref_params: nnx.State,
+          env_params: env_lib.EnvParams, prompts: Sequence[Sequence[int]], pad_id: int,
+          stop_id: int, tokenizer_blob: bytes, mesh: Mesh, seed: int = 0) -> nnx.State:
+  """Runs (or resumes) GRPO from `init_params`; returns the final parameters.
+
+  Args:
+    config: the `rl` fields (group_size, experiments_per_batch, iterations, epochs,
+      minibatches, grad_accum_steps, clip_eps, kl_coef, loss_aggregation, turn_tokens,
+      temperature, top_k, top_p, optimizer fields, log_every, checkpoint_every).
+    workdir: checkpoints in `<workdir>/checkpoints`, metrics in `<workdir>/metrics.jsonl`.
+    model_config: the policy's architecture.
+    init_params: the starting policy (the distilled one, or a fresh one for RL only).
+    ref_params: the KL reference policy.
+    env_params, prompts: the train experiments and their prompt tokens.
+    pad_id, stop_id: padding and end-of-turn tokens.
+    tokenizer_blob: saved with every checkpoint.
+    mesh: the device mesh.
+    seed: fixes experiment choice and sampling.
+  """
+  workdir = pathlib.Path(workdir)
+  graphdef, _ = transformer.abstract_model(model_config)
+  params = sharding_lib.shard_params(init_params, mesh)
+  ref_params = sharding_lib.shard_params(ref_params, mesh)
+  trainer = GrpoTrainer(config, model_config, graphdef, jax.device_put(env_params), prompts,
+                        pad_id, stop_id, mesh)
+  state = jax.jit(train_step.init_state, static_argnums=1)(params, trainer.optimizer)
+  manager = checkpoint_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=2)
+  # A checkpoint's step counts iterations, each of epochs x minibatches optimizer steps.
+  state = resume.resume(manager, state, model_config, mesh, config.epochs * config.minibatches)
+  writer = metrics_lib.MetricsWriter(workdir, "rl")
+  iteration = manager.latest_step() or 0
+  while iteration < config.iterations:
+    state, summary = trainer.iteration(state, ref_params, iteration, seed)
+    iteration += 1
+    if iteration % config.log_every == 0 or iteration == config.iterations:
+      writer.write(iteration, summary)
+    if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
+      manager.save(iteration, state.params, state.opt_state, model_config, tokenizer_blob,
+                   force=True)
+    resume.check_injected_failure(config, iteration)
+  manager.close()
+  return state.params

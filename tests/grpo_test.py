@@ -1,0 +1,86 @@
+"""Tests for the GRPO trainer: iterations run on the device env, and a crash resumes exactly."""
+
+import jax
+import ml_collections
+import numpy as np
+from absl.testing import absltest
+from flax import nnx
+
+from autollm_jax import env as env_lib
+from autollm_jax import experiments as experiments_lib
+from autollm_jax import protocol
+from autollm_jax import rollout
+from autollm_jax import sharding
+from autollm_jax import sp_tokenizer
+from autollm_jax.evaluation import synthetic_table
+from autollm_jax.model import config as model_config
+from autollm_jax.model import transformer
+from autollm_jax.training import grpo
+from autollm_jax.training import metrics as metrics_lib
+from autollm_jax.training import optimizer
+from autollm_jax.training import resume
+
+
+def rl_config(**overrides):
+  c = optimizer.default_optimizer_config(learning_rate=1e-3, warmup_steps=1, total_steps=8)
+  c.update(dict(group_size=4, experiments_per_batch=2, iterations=3, epochs=2, minibatches=2,
+                grad_accum_steps=1, clip_eps=0.2, kl_coef=0.05,
+                loss_aggregation="token-mean", turn_tokens=16, temperature=1.5, top_k=0,
+                top_p=0.0, log_every=1, checkpoint_every=1))
+  c.update(overrides)
+  return ml_collections.ConfigDict(c)
+
+
+class GrpoTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    table = synthetic_table(num_fidelities=3)
+    cls.tables = {table.name: table}
+    exps = [e for e in experiments_lib.curate([table], seed=0) if e.split == "train"][:3]
+    prompts = [protocol.render_prompt(table, e, 2) for e in exps]
+    turn = protocol.render_turn("up", table.param_names, [1e-3, 256.0])
+    cls.tok = sp_tokenizer.train_sentencepiece(
+        prompts * 4 + [turn + protocol.render_feedback("loss", 2.5, 2.5, 2)] * 8, vocab_size=400)
+    cls.env_params = env_lib.build_env_params(cls.tables, exps, cls.tok)
+    cls.prompts = [[cls.tok.bos_id] + cls.tok.encode(p) for p in prompts]
+    cls.config = model_config.get_config(
+        "scratch_1m", vocab_size=cls.tok.vocab_size, embed_dim=32, num_layers=2, num_heads=2,
+        num_kv_heads=1, head_dim=16, mlp_dim=64)
+    _, cls.params = nnx.split(transformer.create_model(cls.config, 0))
+
+  def train(self, workdir, **overrides):
+    return grpo.train(rl_config(**overrides), workdir, self.config, self.params, self.params,
+                      self.env_params, self.prompts, self.tok.pad_id,
+                      rollout.stop_token(self.tok), b"tok",
+                      sharding.make_mesh(devices=jax.devices()[:1]), seed=0)
+
+  def test_resume_after_crash_equals_uninterrupted(self):
+    full_dir = self.create_tempdir().full_path
+    full = self.train(full_dir)
+    crashed = self.create_tempdir().full_path
+    with self.assertRaises(resume.InjectedFailure):
+      self.train(crashed, debug_fail_at_step=2)
+    resumed = self.train(crashed)
+    for a, b, start in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed),
+                           jax.tree_util.tree_leaves(self.params)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    changed = [not np.allclose(a, s) for a, s in zip(jax.tree_util.tree_leaves(full),
+                                                     jax.tree_util.tree_leaves(self.params))]
+    self.assertTrue(any(changed))
+    records = metrics_lib.read_metrics(full_dir, "rl")
+    self.assertEqual([r["step"] for r in records], [1, 2, 3])
+    for r in records:
+      self.assertBetween(r["reward"], -1.0, 0.0)
+      self.assertGreaterEqual(r["kl"], 0.0)
+      self.assertGreater(r["rollout_tokens_per_s"], 0.0)
+
+  def test_experiment_choice_is_a_function_of_seed_and_iteration(self):
+    a = grpo.iteration_experiments(10, 4, seed=1, iteration=5)
+    np.testing.assert_array_equal(a, grpo.iteration_experiments(10, 4, seed=1, iteration=5))
+    self.assertFalse(np.array_equal(a, grpo.iteration_experiments(10, 4, seed=1, iteration=6)))
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,113 @@
+"""Tests of recommend's ask/tell session (autollm_jax/agents/session.py, launch/recommend.py)."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+
+from autollm_jax import evaluation
+from autollm_jax.agents import session
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _write_cheap_csv(path: pathlib.Path) -> None:
+  """The synthetic task's four cheapest fidelities as a user's CSV (N=1e8..8e8)."""
+  table = evaluation.synthetic_table(num_fidelities=4)
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["N", "lr", "bs", "loss"])
+    for i in range(table.num_rows):
+      w.writerow([table.fidelity_scale[table.fidelity_index[i], 0], *table.configs[i],
+                  table.outcomes[i, 0]])
+
+
+class RecommendTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = pathlib.Path(tempfile.mkdtemp())
+    self.csv = self.dir / "runs.csv"
+    _write_cheap_csv(self.csv)
+    self.state = self.dir / "state.json"
+    self.table = evaluation.synthetic_table(num_fidelities=4)
+    self.obs = session.target_observation(self.table, np.array([1.6e9]),
+                                          session.default_grid(self.table))
+
+  def _run(self, *extra):
+    cmd = [sys.executable, str(ROOT / "launch" / "recommend.py"), f"--csv={self.csv}",
+           "--params=lr:log,bs:log", "--fidelities=N", "--metric=loss:min",
+           "--target=N=1.6e9", f"--state={self.state}", "--top=3", *extra]
+    env = {**os.environ, "AUTOLLM_CACHE_DIR": str(self.dir / "cache"), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+  def _first_proposal(self, stdout: str) -> str:
+    line = next(l for l in stdout.splitlines() if l.strip().startswith("1 "))
+    return line.split()[-1]
+
+  def test_ask_tell_round_trip_and_bad_tells(self):
+    first = self._run()
+    self.assertEqual(first.returncode, 0, first.stderr)
+    self.assertIn("reasoning: optimal lr", first.stdout)
+    proposal = self._first_proposal(first.stdout)
+    self.assertEqual(json.loads(self.state.read_text())["trials"], [])
+
+    told = self._run(f"--tell={proposal}=2.5")
+    self.assertEqual(told.returncode, 0, told.stderr)
+    self.assertIn(f"told: {proposal} -> 2.5", told.stdout)
+    self.assertNotEqual(self._first_proposal(told.stdout), proposal)  # the next one
+    saved = self.state.read_text()
+    self.assertLen(json.loads(saved)["trials"], 1)
+
+    for bad, message in [("lr=0.001,bs=64", "is not NAME=NUMBER"),
+                         ("2.5", "not CONFIG=OUTCOME"),
+                         ("lr=0.001,bs=64=abc", "not a number"),
+                         ("lr=0.001,depth=3,bs=64=2.5", "unknown parameter"),
+                         ("lr=0.5,bs=64=2.5", "not in the grid"),
+                         ("lr=0.001=2.5", "lacks bs")]:
+      result = self._run(f"--tell={proposal}=2.4", f"--tell={bad}")
+      self.assertNotEqual(result.returncode, 0, bad)
+      self.assertIn(message, result.stderr, bad)
+      self.assertEqual(self.state.read_text(), saved, bad)  # untouched
+
+  def test_tell_maps_to_the_grid_and_keeps_state_immutable(self):
+    state = session.new_state(self.obs)
+    text = session.config_text(self.obs, self.obs.candidates[7])
+    new = session.tell(state, self.obs, [f"{text}=2.25"])
+    self.assertEqual(state["trials"], [])
+    trials = session.history(new, self.obs)
+    self.assertEqual(trials[0].candidate, 7)
+    self.assertEqual(trials[0].outcome, 2.25)
+
+  def test_state_of_another_target_is_refused(self):
+    session.save_state(self.state, session.new_state(self.obs))
+    other = session.target_observation(self.table, np.array([3.2e9]), self.obs.candidates)
+    with self.assertRaisesRegex(session.SessionError, "use another --state"):
+      session.load_state(self.state, other)
+
+  def test_target_needs_cheaper_runs(self):
+    with self.assertRaisesRegex(session.SessionError, "cheaper than the target"):
+      session.target_observation(self.table, np.array([1e7]), self.obs.candidates)
+    with self.assertRaisesRegex(session.SessionError, "NAME one of N"):
+      session.parse_target("D=1e10", self.table)
+    with self.assertRaisesRegex(session.SessionError, "lacks N"):
+      session.parse_target("", self.table)
+
+  def test_grid_csv(self):
+    grid = self.dir / "grid.csv"
+    grid.write_text("lr,bs\n0.001,64\n0.002,128\n")
+    np.testing.assert_allclose(session.read_grid(grid, self.table), [[0.001, 64], [0.002, 128]])
+    grid.write_text("lr\n0.001\n")
+    with self.assertRaisesRegex(session.SessionError, "lacks the column"):
+      session.read_grid(grid, self.table)
+
+
+if __name__ == "__main__":
+  absltest.main()

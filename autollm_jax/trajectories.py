@@ -54,7 +54,7 @@ def play(agent: base.Agent, experiment: Experiment, table: TaskTable, seed: int,
   env = reference_env.ReferenceEnv(table, experiment)
   obs = base.Observation.from_experiment(experiment, table)
   rng = np.random.default_rng(episode_seed(experiment, seed))
-  pieces = [(env.reset(max_rows), False)]
+  pieces = [(env.prompt(max_rows), False)]
   history: list[base.Trial] = []
   done = False
   while not done:

@@ -13,7 +13,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.stages = ("simulate", "sft", "evaluate")
+  c.stages = "simulate,sft,evaluate"  # comma-separated, in order (see autollm_jax/pipeline.py)
 
   c.data = ml_collections.ConfigDict()
   c.data.gym_data_dir = ""  # empty: $AUTOLLM_GYM_DATA, then ../shared/gym_data, then cache
@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.remat = False
   c.model.max_seq_len = 2048
 
+  c.policy = ml_collections.ConfigDict()
+  c.policy.turn_tokens = 160  # the most tokens of one turn (reasoning and action)
+
   c.mesh = ml_collections.ConfigDict()
   c.mesh.fsdp = -1  # -1: every device left after tensor
   c.mesh.tensor = 1
@@ -60,6 +63,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.agents = ("random", "topk", "teacher")
   c.eval.budget = 5
   c.eval.seeds = 2
-  c.eval.think_tokens = 96  # the most reasoning tokens a policy writes per turn
   c.eval.temperature = 0.0  # greedy
   return c

@@ -1,0 +1,238 @@
+"""Token tables and the action grammar: what the device needs to know about a tokenizer.
+
+`TokenTables.build(tokenizer)` reads, from any `autollm_jax.tokenizer.Tokenizer`, the token of
+each number character (digits, '.', 'e', '+', '-') and of each protocol marker, and fails
+with a clear message when one of them is not a single token.
+
+Canonical tokenization. The action and feedback blocks (see `autollm_jax.protocol`) have one
+token sequence per text: their literal parts (markers as their single tokens, the rest through
+`tokenizer.encode`) and their numbers one token per character. Constrained sampling produces
+exactly these tokens and the device renders feedback as exactly these tokens; `encode` gives
+the same tokens for any protocol text, so training text matches what the device sees.
+
+The grammar is a finite-state machine over token ids, one sub-machine per task (its parameter
+names), all in two dense tables so a sampler can carry an int state through its decode loop:
+  next_state: int32[S, V]  the state after emitting a token (unchanged for disallowed tokens);
+  allowed:    bool[S, V]   the tokens allowed in a state.
+A task's machine starts in its free state (reasoning: anything but the environment's and the
+prompt's markers and end/padding tokens); the `<execute>` token moves it into the action,
+where parameter names are forced and values constrained to the PARAM format; after the
+closing marker it is done (only end-of-sequence allowed). Every completed action parses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Sequence
+
+import numpy as np
+from flax import struct
+from jaxtyping import Array, Bool, Int
+
+from autollm_jax import protocol
+from autollm_jax.tokenizer import Tokenizer
+
+CHARS = "0123456789.e+-"
+DIGIT, POINT, EXP, SIGN = 0, 1, 2, 3
+# The PARAM format `d.dde[+-]dd`, one character class per position.
+NUMBER_CLASSES = (DIGIT, POINT, DIGIT, DIGIT, EXP, SIGN, DIGIT, DIGIT)
+CHAR_CLASS = np.array([DIGIT] * 10 + [POINT, EXP, SIGN, SIGN], dtype=np.int32)
+_FREE_FORBIDDEN = (protocol.TASK, protocol.TARGET, protocol.CHEAP, protocol.EXECUTE_END,
+                   protocol.OBS, protocol.OBS_END)
+_ACTION_RE = re.compile(rf"{re.escape(protocol.EXECUTE)}((?: [^ =]+={protocol.PARAM_RE})+) "
+                        rf"{re.escape(protocol.EXECUTE_END)}")
+_ACTION_FIELD_RE = re.compile(rf" ([^ =]+)=({protocol.PARAM_RE})")
+_VALUE = rf"{protocol.OUTCOME_RE}|{protocol.NONE}"
+_FEEDBACK_RE = re.compile(rf"\n{re.escape(protocol.OBS)} (.+?)=({_VALUE}) best=({_VALUE}) "
+                          rf"left=(\d) {re.escape(protocol.OBS_END)}\n")
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in protocol.MARKERS))
+
+
+def _single_token(tokenizer: Tokenizer, text: str, what: str) -> int:
+  try:
+    token_id = tokenizer.piece_to_id(text)
+  except KeyError:
+    token_id = -1
+  if not 0 <= token_id < tokenizer.vocab_size or tokenizer.id_to_piece(token_id) != text:
+    raise ValueError(f"{type(tokenizer).__name__}: {what} {text!r} is not a single token; the "
+                     "environment needs it as one (add it to the tokenizer's vocabulary, e.g. "
+                     "as a user-defined or added special token)")
+  return token_id
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenTables:
+  """The token ids the environment needs, from any Tokenizer.
+
+  Attributes:
+    tokenizer: the tokenizer (for the literal text of templates).
+    char_ids: int32[14] the token of each character of CHARS.
+    char_code: int32[V] for each token id its index in CHARS, or -1.
+    marker_ids: the token of each protocol marker.
+  """
+
+  tokenizer: Tokenizer
+  char_ids: np.ndarray
+  char_code: np.ndarray
+  marker_ids: dict[str, int]
+
+  @classmethod
+  def build(cls, tokenizer: Tokenizer) -> TokenTables:
+    char_ids = np.array([_single_token(tokenizer, c, "number character") for c in CHARS],
+                        dtype=np.int32)
+    char_code = np.full(tokenizer.vocab_size, -1, dtype=np.int32)
+    char_code[char_ids] = np.arange(len(CHARS), dtype=np.int32)
+    markers = {m: _single_token(tokenizer, m, "protocol marker") for m in protocol.MARKERS}
+    return cls(tokenizer, char_ids, char_code, markers)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.tokenizer.vocab_size
+
+  def literal(self, text: str) -> list[int]:
+    """Tokens of literal text: markers as their tokens, the text between them encoded."""
+    ids, pos = [], 0
+    for m in _MARKER_RE.finditer(text):
+      ids += self.tokenizer.encode(text[pos:m.start()]) if m.start() > pos else []
+      ids.append(self.marker_ids[m.group()])
+      pos = m.end()
+    return ids + (self.tokenizer.encode(text[pos:]) if pos < len(text) else [])
+
+  def template_literal(self, text: str) -> list[int]:
+    """`literal(text)`, checked to decode back to `text` (templates must round-trip)."""
+    ids = self.literal(text)
+    if self.tokenizer.decode(ids) != text:
+      raise ValueError(f"{type(self.tokenizer).__name__} does not round-trip the protocol text "
+                       f"{text!r} (decodes to {self.tokenizer.decode(ids)!r})")
+    return ids
+
+  def number(self, text: str) -> list[int]:
+    """One token per character of a number (PARAM or OUTCOME format, or a digit)."""
+    return [int(self.char_ids[CHARS.index(c)]) for c in text]
+
+  def value(self, text: str) -> list[int]:
+    """Tokens of a feedback field: a number, or the literal `none`."""
+    return self.literal(text) if text == protocol.NONE else self.number(text)
+
+  def encode(self, text: str) -> list[int]:
+    """The canonical tokens of protocol text (whole episodes or parts of them)."""
+    ids, pos = [], 0
+    blocks = sorted(list(_ACTION_RE.finditer(text)) + list(_FEEDBACK_RE.finditer(text)),
+                    key=lambda m: m.start())
+    for m in blocks:
+      ids += self.literal(text[pos:m.start()])
+      ids += self._action(m) if m.re is _ACTION_RE else self._feedback(m)
+      pos = m.end()
+    return ids + self.literal(text[pos:])
+
+  def _action(self, match: re.Match) -> list[int]:
+    names, values = zip(*_ACTION_FIELD_RE.findall(match.group(1)))
+    parts = protocol.action_parts(names)
+    return sum((self.literal(p) + self.number(v) for p, v in zip(parts, values)), []) + \
+        self.literal(parts[-1])
+
+  def _feedback(self, match: re.Match) -> list[int]:
+    metric, outcome, best, left = match.groups()
+    p = protocol.feedback_parts(metric)
+    return (self.literal(p[0]) + self.value(outcome) + self.literal(p[1]) + self.value(best) +
+            self.literal(p[2]) + self.number(left) + self.literal(p[3]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionTemplate:
+  """The tokens of a task's action after `<execute>`, position by position.
+
+  Attributes:
+    forced: int32[L] the token forced at each position, or -1 where a number character goes.
+    char_class: int32[L] the character class (DIGIT, POINT, EXP, SIGN) there, or -1.
+    number_start: int32[P] the position of each parameter's first number character.
+  """
+
+  forced: np.ndarray
+  char_class: np.ndarray
+  number_start: np.ndarray
+
+  @classmethod
+  def build(cls, tables: TokenTables, param_names: Sequence[str]) -> ActionTemplate:
+    parts = [tables.template_literal(p) for p in protocol.action_parts(param_names)]
+    parts[0] = parts[0][1:]  # the <execute> token itself starts the action
+    forced, classes, starts = [], [], []
+    for part in parts[:-1]:
+      forced += part + [-1] * len(NUMBER_CLASSES)
+      classes += [-1] * len(part) + list(NUMBER_CLASSES)
+      starts.append(len(forced) - len(NUMBER_CLASSES))
+    forced += parts[-1]
+    classes += [-1] * len(parts[-1])
+    return cls(np.array(forced, np.int32), np.array(classes, np.int32),
+               np.array(starts, np.int32))
+
+  def __len__(self) -> int:
+    return len(self.forced)
+
+
+@struct.dataclass
+class Grammar:
+  """The action grammar of several tasks as one finite-state machine (module docstring).
+
+  Attributes:
+    next_state: int32[S, V] the state after each token.
+    allowed: bool[S, V] the tokens allowed in each state.
+    is_done: bool[S] whether the action is complete in a state.
+    free_state: int32[T] each task's start state (free reasoning).
+    action_state: int32[T] each task's state just after `<execute>`.
+  """
+
+  next_state: Int[Array, "S V"]
+  allowed: Bool[Array, "S V"]
+  is_done: Bool[Array, " S"]
+  free_state: Int[Array, " T"]
+  action_state: Int[Array, " T"]
+
+
+def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]]) -> Grammar:
+  """The grammar of every task (NumPy arrays; `jax.device_put` it for the device).
+
+  Args:
+    tables: the tokenizer's tables.
+    tasks: for each task, its parameter names in order.
+  """
+  v = tables.vocab_size
+  class_mask = np.stack([np.isin(np.arange(v), tables.char_ids[CHAR_CLASS == c])
+                         for c in (DIGIT, POINT, EXP, SIGN)])
+  free_allowed = np.ones(v, bool)
+  tok = tables.tokenizer
+  free_allowed[[tables.marker_ids[m] for m in _FREE_FORBIDDEN]] = False
+  free_allowed[[i for i in (tok.eos_id, tok.pad_id, tok.bos_id) if 0 <= i < v]] = False
+  next_rows, allowed_rows, done, free_states, action_states = [], [], [], [], []
+  for names in tasks:
+    template = ActionTemplate.build(tables, names)
+    free = len(next_rows)
+    first, done_state = free + 1, free + 1 + len(template)
+    free_next = np.full(v, free, np.int32)
+    free_next[tables.marker_ids[protocol.EXECUTE]] = first
+    next_rows.append(free_next)
+    allowed_rows.append(free_allowed)
+    for j in range(len(template)):
+      state = first + j
+      ok = (np.arange(v) == template.forced[j] if template.forced[j] >= 0 else
+            class_mask[template.char_class[j]])
+      next_rows.append(np.where(ok, state + 1, state).astype(np.int32))
+      allowed_rows.append(ok)
+    next_rows.append(np.full(v, done_state, np.int32))
+    allowed_rows.append(np.arange(v) == tok.eos_id)
+    done += [False] * (len(template) + 1) + [True]
+    free_states.append(free)
+    action_states.append(first)
+  return Grammar(np.stack(next_rows), np.stack(allowed_rows), np.array(done),
+                 np.array(free_states, np.int32), np.array(action_states, np.int32))
+
+
+def advance(grammar: Grammar, state, token):
+  """The state after `token` (int arrays broadcast; NumPy or JAX)."""
+  return grammar.next_state[state, token]
+
+
+def is_complete(grammar: Grammar, state):
+  """Whether the action is complete (its closing marker emitted) in `state`."""
+  return grammar.is_done[state]

@@ -1,0 +1,189 @@
+"""The whole training pipeline: `train_and_evaluate(config, workdir)`.
+
+Stages (each resumes where a previous run stopped; `config.stages` chooses which run):
+  simulate   curation, the teacher playing the train experiments in the text protocol, a
+             SentencePiece tokenizer trained on that text (models trained from scratch), the
+             tokenized trajectories                        -> <workdir>/simulation/
+  sft        policy distillation on the trajectories        -> <workdir>/sft/checkpoints
+  rl         multi-turn GRPO from the distilled policy (KL to it)
+                                                            -> <workdir>/rl/checkpoints
+  rl_only    the ablation: GRPO from a fresh policy (KL to that fresh policy)
+                                                            -> <workdir>/rl_only/checkpoints
+  evaluate   the policies (agents sft, rl_only, sft_rl) and the baselines on the test split
+                                                            -> <workdir>/eval/report.*
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from autollm_jax import agents as agents_lib
+from autollm_jax import checkpoint as checkpoint_lib
+from autollm_jax import env as env_lib
+from autollm_jax import evaluation
+from autollm_jax import experiments as experiments_lib
+from autollm_jax import memory
+from autollm_jax import protocol
+from autollm_jax import report as report_lib
+from autollm_jax import rollout as rollout_lib
+from autollm_jax import sharding as sharding_lib
+from autollm_jax import sp_tokenizer
+from autollm_jax import trajectories
+from autollm_jax.agents import policy as policy_lib
+from autollm_jax.agents import teacher as teacher_lib
+from autollm_jax.gym import tasks
+from autollm_jax.gym.table import TaskTable
+from autollm_jax.model import config as model_config_lib
+from autollm_jax.model import transformer
+from autollm_jax.training import grpo
+from autollm_jax.training import sft
+
+STAGES = ("simulate", "sft", "rl", "rl_only", "evaluate")
+POLICY_STAGES = {"sft": "sft", "rl": "sft_rl", "rl_only": "rl_only"}
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+  """The stages named in a comma-separated string, checked against STAGES."""
+  stages = tuple(s.strip() for s in text.split(",") if s.strip())
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise ValueError(f"config.stages={text!r}: unknown stage(s) {unknown}; stages are "
+                     f"{', '.join(STAGES)}")
+  return stages
+
+
+@dataclasses.dataclass
+class Setup:
+  """What every stage needs: tables, experiments, and the protocol settings."""
+
+  tables: dict[str, TaskTable]
+  train: list[experiments_lib.Experiment]
+  test: list[experiments_lib.Experiment]
+  settings: policy_lib.PolicySettings
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+  """Loads the tasks and curates the experiments (the train set subsampled if asked)."""
+  data_dir = config.data.gym_data_dir or None
+  tables = {name: tasks.load_task(name, data_dir) for name in config.data.tasks}
+  curated = experiments_lib.curate(list(tables.values()), seed=config.data.curation_seed)
+  settings = policy_lib.PolicySettings(
+      max_prompt_rows=config.data.max_prompt_rows,
+      max_context_fidelities=config.data.max_context_fidelities,
+      turn_tokens=config.policy.turn_tokens, temperature=config.eval.temperature)
+  shown = [policy_lib.prompt_experiment(e, tables[e.task], settings) for e in curated]
+  train = [e for e in shown if e.split == "train"]
+  limit = config.data.max_train_experiments
+  if 0 < limit < len(train):
+    keep = np.sort(np.random.default_rng(config.data.curation_seed).choice(
+        len(train), limit, replace=False))
+    train = [train[i] for i in keep]
+  test = [e for e in curated if e.split == "test"]
+  return Setup(tables, train, test, settings)
+
+
+def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup
+             ) -> tuple[sp_tokenizer.SentencePieceTokenizer, list, list]:
+  """The teacher's trajectories and the tokenizer (built once, then read back)."""
+  directory = workdir / "simulation"
+  tokenizer_path = directory / "tokenizer.model"
+  if not (directory / "manifest.json").is_file():
+    logging.info("simulating the teacher on %d train experiments x %d seeds x budgets %s",
+                 len(s.train), len(config.simulation.seeds), config.simulation.budgets)
+    episodes = trajectories.simulate(teacher_lib.Teacher(), s.train, s.tables,
+                                     config.simulation.seeds, config.simulation.budgets,
+                                     config.data.max_prompt_rows)
+    tokenizer = sp_tokenizer.train_sentencepiece([e.text for e in episodes],
+                                                 config.tokenizer.vocab_size)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer_path.write_bytes(tokenizer.to_bytes())
+    trajectories.save(directory, episodes, tokenizer.to_bytes(), tokenizer,
+                      {"seed": config.seed, "agent": "teacher",
+                       "seeds": list(config.simulation.seeds),
+                       "budgets": list(config.simulation.budgets),
+                       "max_prompt_rows": config.data.max_prompt_rows})
+  tokenizer = sp_tokenizer.SentencePieceTokenizer.from_bytes(tokenizer_path.read_bytes())
+  sequences, masks, manifest = trajectories.load(directory)
+  logging.info("trajectories: %d episodes, %d tokens (%d agent tokens), teacher regret %.3f",
+               manifest["episodes"], manifest["tokens"], manifest["agent_tokens"],
+               manifest["mean_final_regret"])
+  return tokenizer, sequences, masks
+
+
+def policy_model_config(config: ml_collections.ConfigDict, vocab_size: int):
+  return model_config_lib.get_config(
+      config.model.name, vocab_size=vocab_size, dtype=config.model.dtype,
+      remat=config.model.remat, max_seq_len=config.model.max_seq_len)
+
+
+def _prompts(s: Setup, experiments, tokenizer) -> list[list[int]]:
+  return [[tokenizer.bos_id] + tokenizer.encode(
+      protocol.render_prompt(s.tables[e.task], e, s.settings.max_prompt_rows))
+          for e in experiments]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
+  """Runs the configured stages; returns the evaluation report (or {} without evaluate)."""
+  stages = parse_stages(config.stages)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+  mesh = sharding_lib.make_mesh(config.mesh.fsdp, config.mesh.tensor)
+  s = setup(config)
+  logging.info("experiments: %d train, %d test", len(s.train), len(s.test))
+  tokenizer, sequences, masks = simulate(config, workdir, s)
+  blob = tokenizer.to_bytes()
+  model_config = policy_model_config(config, tokenizer.vocab_size)
+  longest = max(len(x) for x in sequences)
+  logging.info("%s", memory.estimate(model_config, config.sft.batch_size, longest).summary())
+  graphdef, _ = transformer.abstract_model(model_config)
+
+  policies: dict[str, nnx.State] = {}
+  if "sft" in stages:
+    policies["sft"] = sft.train(config.sft, workdir / "sft", sequences, masks, model_config,
+                                blob, tokenizer.pad_id, mesh, seed=config.seed)
+    s.settings.save(workdir / "sft" / "checkpoints")
+  rl_stages = [st for st in ("rl", "rl_only") if st in stages]
+  if rl_stages:
+    env_params = env_lib.build_env_params(s.tables, s.train, tokenizer,
+                                          reward_mode=config.rl.reward_mode,
+                                          regret_kind=config.rl.regret_kind)
+    prompts = _prompts(s, s.train, tokenizer)
+    stop_id = rollout_lib.stop_token(tokenizer)
+  for stage in rl_stages:
+    if stage == "rl":
+      if "sft" not in policies:
+        raise ValueError("the rl stage starts from the distilled policy: add 'sft' to stages")
+      start = policies["sft"]
+    else:
+      _, start = nnx.split(transformer.create_model(model_config, config.seed + 1))
+    policies[stage] = grpo.train(config.rl, workdir / stage, model_config, start, start,
+                                 env_params, prompts, tokenizer.pad_id, stop_id, blob, mesh,
+                                 seed=config.seed)
+    s.settings.save(workdir / stage / "checkpoints")
+
+  if "evaluate" not in stages:
+    return {}
+  agents = {}
+  for name in config.eval.agents:
+    agent = agents_lib.make(name)
+    agent.fit(s.train, s.tables)
+    agents[name] = agent
+  for stage, params in policies.items():
+    agents[POLICY_STAGES[stage]] = policy_lib.PolicyAgent(graphdef, params, model_config,
+                                                          tokenizer, s.settings)
+  result = evaluation.evaluate(agents, s.test, s.tables, range(config.eval.seeds),
+                               config.eval.budget)
+  paths = report_lib.write(result, workdir / "eval")
+  logging.info("report: %s", ", ".join(str(p) for p in paths.values()))
+  print(report_lib.markdown(result))
+  return result

@@ -1,0 +1,143 @@
+"""Token tables, canonical tokens of protocol text, and the action grammar."""
+
+import io
+import re
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sentencepiece as spm
+
+from autollm_jax import grammar
+from autollm_jax import protocol
+from autollm_jax import sp_tokenizer
+
+_TASKS = (("lr", "bs"), ("embed_dim", "n_layer", "bias"), ("ratio_flan_v2", "ratio_code"))
+
+
+def _corpus() -> list[str]:
+  rng = np.random.default_rng(0)
+  texts = []
+  for names in _TASKS * 30:
+    values = 10.0 ** rng.uniform(-3, 3, size=len(names))
+    texts.append(protocol.render_turn("reasoning about the cheap runs", names, values) +
+                 protocol.render_feedback("smooth loss", -rng.random(), None, 2))
+  return texts
+
+
+class GrammarTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tok = sp_tokenizer.train_sentencepiece(_corpus(), vocab_size=400)
+    cls.tables = grammar.TokenTables.build(cls.tok)
+    cls.gram = grammar.build_grammar(cls.tables, _TASKS)
+
+  def test_token_tables(self):
+    t = self.tables
+    self.assertEqual([self.tok.id_to_piece(i) for i in t.char_ids], list(grammar.CHARS))
+    self.assertEqual(t.char_code.shape, (self.tok.vocab_size,))
+    np.testing.assert_array_equal(t.char_code[t.char_ids], np.arange(len(grammar.CHARS)))
+    self.assertEqual(np.sum(t.char_code >= 0), len(grammar.CHARS))
+    self.assertEqual(t.marker_ids[protocol.OBS], self.tok.piece_to_id("<obs>"))
+
+  def test_tables_need_single_token_markers(self):
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(_corpus()), model_writer=model,
+                                   vocab_size=300, hard_vocab_limit=False, minloglevel=2)
+    plain = sp_tokenizer.SentencePieceTokenizer(model.getvalue())
+    with self.assertRaisesRegex(ValueError, "protocol marker '<task>' is not a single token"):
+      grammar.TokenTables.build(plain)
+
+  def test_canonical_tokens_of_an_episode(self):
+    text = ("<task> t\n" + protocol.render_turn("so lr=3 maybe", ["lr", "bs"], [1.5e-3, 64]) +
+            protocol.render_feedback("smooth loss", 2.25, 2.25, 4) +
+            protocol.render_turn("", ["lr", "bs"], [2e-3, 0]) +
+            protocol.render_feedback("smooth loss", None, 2.25, 3))
+    ids = self.tables.encode(text)
+    self.assertEqual(self.tok.decode(ids), text)
+    pieces = [self.tok.id_to_piece(i) for i in ids]
+    # Inside the action and feedback blocks every number is one token per character.
+    for number in ("1.50e-03", "6.40e+01", "2.2500e+00", "0.00e+00"):
+      self.assertIn(list(number), [pieces[i:i + len(number)] for i in range(len(pieces))])
+    self.assertEqual(pieces.count("<execute>"), 2)
+    self.assertIn("none", "".join(pieces))
+
+  def test_action_template(self):
+    template = grammar.ActionTemplate.build(self.tables, ["lr", "bs"])
+    self.assertLen(template.number_start, 2)
+    for start in template.number_start:
+      np.testing.assert_array_equal(template.forced[start:start + 8], -1)
+      np.testing.assert_array_equal(template.char_class[start:start + 8],
+                                    grammar.NUMBER_CLASSES)
+    closing = template.forced[template.number_start[-1] + 8:]
+    self.assertEqual(self.tok.decode(closing), " </execute>")
+
+  def test_machine_shape_and_states(self):
+    g = self.gram
+    v = self.tok.vocab_size
+    s = g.next_state.shape[0]
+    self.assertEqual(g.next_state.shape, (s, v))
+    self.assertEqual(g.allowed.shape, (s, v))
+    self.assertEqual(g.next_state.dtype, np.int32)
+    free = g.free_state[0]
+    execute = self.tables.marker_ids[protocol.EXECUTE]
+    self.assertEqual(g.next_state[free, execute], g.action_state[0])
+    for forbidden in (protocol.OBS, protocol.EXECUTE_END, protocol.TASK):
+      self.assertFalse(g.allowed[free, self.tables.marker_ids[forbidden]])
+    self.assertFalse(g.allowed[free, self.tok.eos_id])
+    self.assertTrue(g.allowed[free, self.tables.marker_ids[protocol.THINK_END]])
+    done = np.flatnonzero(g.is_done)
+    self.assertLen(done, len(_TASKS))
+    np.testing.assert_array_equal(np.flatnonzero(g.allowed[done[0]]), [self.tok.eos_id])
+
+  def test_random_constrained_walks_always_give_a_parseable_action(self):
+    rng = np.random.default_rng(1)
+    g = self.gram
+    for trial in range(60):
+      task = trial % len(_TASKS)
+      state, tokens = int(g.free_state[task]), []
+      while not grammar.is_complete(g, state):
+        allowed = np.flatnonzero(g.allowed[state])
+        if len(tokens) == 6 and state == g.free_state[task]:
+          allowed = [self.tables.marker_ids[protocol.EXECUTE]]
+        tokens.append(int(rng.choice(allowed)))
+        state = int(grammar.advance(g, state, tokens[-1]))
+      text = self.tok.decode(tokens)
+      fields = "".join(f" {n}=({protocol.PARAM_RE})" for n in _TASKS[task])
+      self.assertRegex(text, f"<execute>{fields} </execute>$")
+      action = text[text.index("<execute>"):]
+      self.assertEqual(self.tables.encode(action), tokens[len(tokens) -
+                                                          len(self.tables.encode(action)):])
+
+  def test_a_jitted_sampler_can_carry_the_state(self):
+    g = jax.device_put(self.gram)
+
+    @jax.jit
+    def sample(key, task):
+      def cond(c):
+        return ~grammar.is_complete(g, c[1]) & (c[2] < 300)
+
+      def body(c):
+        key, state, n, out = c
+        key, sub = jax.random.split(key)
+        logits = jax.random.normal(sub, (g.allowed.shape[1],))
+        logits = jnp.where(n > 10, logits.at[self.tables.marker_ids["<execute>"]].add(100),
+                           logits)
+        token = jnp.argmax(jnp.where(g.allowed[state], logits, -jnp.inf))
+        return key, grammar.advance(g, state, token), n + 1, out.at[n].set(token)
+
+      return jax.lax.while_loop(cond, body, (key, g.free_state[task], 0,
+                                             jnp.zeros(300, jnp.int32)))
+
+    for task in range(len(_TASKS)):
+      _, state, n, out = sample(jax.random.key(task), task)
+      self.assertTrue(grammar.is_complete(g, state))
+      text = self.tok.decode(np.asarray(out[:n]))
+      self.assertTrue(re.search(r"<execute>.* </execute>$", text), text)
+
+
+if __name__ == "__main__":
+  absltest.main()

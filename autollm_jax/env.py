@@ -346,8 +346,9 @@ def _query_features(params: EnvParams, experiment, mantissa, exponent):
   big, small = pow10[jnp.minimum(k, _MAX_POW10)], pow10[jnp.minimum(-k, _MAX_POW10)]
   value = jnp.where(mantissa == 0, 0.0, jnp.where(k >= 0, m * big, m / small))
   unit = jnp.where(is_log > 0, jnp.asarray(_LOG10_MANTISSA)[mantissa] + k, value)
-  scaled = jnp.clip((unit - offset) / scale, 0.0, params.feature_hi[experiment])
-  return jnp.where(params.param_mask[experiment], jnp.where(is_cat > 0, unit, scaled), 0.0)
+  query = matching.clip_query(jnp.where(is_cat > 0, unit, (unit - offset) / scale),
+                              params.feature_hi[experiment], transform, jnp)
+  return jnp.where(params.param_mask[experiment], query, 0.0)
 
 
 def best_regret(params: EnvParams, experiment, best_y):

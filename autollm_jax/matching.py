@@ -44,6 +44,20 @@ def features(configs, transform, xp=np):
   return xp.where(is_cat > 0, unit, (unit - offset) / scale)
 
 
+def clip_query(query_features, feature_hi, transform, xp=np):
+  """float[P] a query's numeric features clipped to the candidates' range [0, feature_hi].
+
+  A value outside every candidate's range then matches as if it were at the range's edge
+  (and a huge value cannot overflow float32 on the device). Categorical features are kept.
+  Args:
+    query_features: float[P] from `features`.
+    feature_hi: float[P] the largest candidate feature of each parameter (features of the
+      candidates start at 0).
+    transform: float[4, P] from `feature_transform`.
+  """
+  return xp.where(transform[1] > 0, query_features, xp.clip(query_features, 0.0, feature_hi))
+
+
 def nearest(candidate_features, query_features, transform, valid=None, xp=np):
   """Index of the candidate nearest to the query.
 

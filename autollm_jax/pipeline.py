@@ -32,7 +32,6 @@ from autollm_jax import env as env_lib
 from autollm_jax import evaluation
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import memory
-from autollm_jax import protocol
 from autollm_jax import report as report_lib
 from autollm_jax import rollout as rollout_lib
 from autollm_jax import sharding as sharding_lib
@@ -125,12 +124,6 @@ def policy_model_config(config: ml_collections.ConfigDict, vocab_size: int):
       remat=config.model.remat, max_seq_len=config.model.max_seq_len)
 
 
-def _prompts(s: Setup, experiments, tokenizer) -> list[list[int]]:
-  return [[tokenizer.bos_id] + tokenizer.encode(
-      protocol.render_prompt(s.tables[e.task], e, s.settings.max_prompt_rows))
-          for e in experiments]
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   """Runs the configured stages; returns the evaluation report (or {} without evaluate)."""
   stages = parse_stages(config.stages)
@@ -157,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     env_params = env_lib.build_env_params(s.tables, s.train, tokenizer,
                                           reward_mode=config.rl.reward_mode,
                                           regret_kind=config.rl.regret_kind)
-    prompts = _prompts(s, s.train, tokenizer)
+    prompts = policy_lib.prompt_tokens(s.tables, s.train, tokenizer, s.settings)
     stop_id = rollout_lib.stop_token(tokenizer)
   for stage in rl_stages:
     if stage == "rl":

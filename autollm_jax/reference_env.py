@@ -67,7 +67,7 @@ class ReferenceEnv:
   def _query(self, numbers: tuple[str, ...]) -> np.ndarray:
     """Features of a parsed action, clipped to the candidates' range (numeric parameters)."""
     query = matching.features(np.array([float(s) for s in numbers]), self._transform)
-    return np.where(self._numeric, np.clip(query, 0.0, self._hi), query)
+    return matching.clip_query(query, self._hi, self._transform)
 
   def match(self, numbers: tuple[str, ...]) -> int:
     """The candidate nearest to a parsed action."""

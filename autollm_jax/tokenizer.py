@@ -13,7 +13,11 @@ from typing import Protocol, Sequence, runtime_checkable
 
 @runtime_checkable
 class Tokenizer(Protocol):
-  """Text <-> token ids. Implementations: `autollm_jax.tokenizers` (SentencePiece, GGUF)."""
+  """Text <-> token ids.
+
+  Implementations: `autollm_jax.sp_tokenizer` (SentencePiece models trained here) and
+  `autollm_jax.model.tokenizers` (read from GGUF files).
+  """
 
   @property
   def vocab_size(self) -> int:

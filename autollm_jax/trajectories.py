@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import reference_env
 from autollm_jax.agents import base
@@ -77,12 +78,16 @@ def simulate(agent: base.Agent, experiments: Sequence[Experiment],
           for e in experiments for b in budgets for s in seeds]
 
 
-def tokenize(episode: TextEpisode, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
-  """(int32[T] tokens, float32[T] loss mask) of one episode, BOS first and EOS last."""
+def tokenize(episode: TextEpisode, tables: grammar.TokenTables
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """(int32[T] tokens, float32[T] loss mask) of one episode, BOS first and EOS last, in the
+  canonical tokenization of protocol text (the tokens the grammar forces and the device
+  environment writes)."""
+  tokenizer = tables.tokenizer
   tokens = [tokenizer.bos_id] if tokenizer.bos_id >= 0 else []
   mask = [0.0] * len(tokens)
   for text, is_agent in episode.pieces:
-    ids = tokenizer.encode(text)
+    ids = tables.encode(text)
     tokens += ids
     mask += [1.0 if is_agent else 0.0] * len(ids)
   tokens.append(tokenizer.eos_id)
@@ -95,7 +100,8 @@ def save(directory: str | os.PathLike, episodes: Sequence[TextEpisode], tokenize
   """Writes the tokenized episodes and a manifest (with `manifest`'s entries) to `directory`."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  seqs = [tokenize(e, tokenizer) for e in episodes]
+  tables = grammar.TokenTables.build(tokenizer)
+  seqs = [tokenize(e, tables) for e in episodes]
   offsets = np.cumsum([0] + [len(t) for t, _ in seqs])
   np.savez(directory / "trajectories.npz", tokens=np.concatenate([t for t, _ in seqs]),
            loss_mask=np.concatenate([m for _, m in seqs]), offsets=offsets)

@@ -54,6 +54,14 @@ class MatchingTest(absltest.TestCase):
     q = matching.features(CANDIDATES[1], t)
     self.assertEqual(matching.nearest(f, q, t, valid=np.array([1, 0, 1, 1], bool)), 2)
 
+  def test_clip_query_keeps_categoricals_and_clamps_numeric_features(self):
+    t = matching.feature_transform(PARAMS, CANDIDATES)
+    hi = matching.features(CANDIDATES, t).max(axis=0)
+    q = matching.features(np.array([1e9, -3.0, 1]), t)  # far above and below the range
+    np.testing.assert_allclose(matching.clip_query(q, hi, t), [1.0, 0.0, 1.0])
+    got = matching.clip_query(jnp.asarray(q), jnp.asarray(hi), jnp.asarray(t), jnp)
+    np.testing.assert_allclose(np.asarray(got), [1.0, 0.0, 1.0])
+
 
 if __name__ == "__main__":
   absltest.main()

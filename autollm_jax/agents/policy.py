@@ -27,6 +27,7 @@ from flax import nnx
 from autollm_jax import checkpoint as checkpoint_lib
 from autollm_jax import env as env_lib
 from autollm_jax import experiments as experiments_lib
+from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import rollout as rollout_lib
 from autollm_jax import sp_tokenizer
@@ -78,6 +79,14 @@ def prompt_experiment(experiment: Experiment, table: TaskTable,
   return experiments_lib.nearest_context(experiment, table, settings.max_context_fidelities)
 
 
+def prompt_tokens(tables: Mapping[str, TaskTable], experiments: Sequence[Experiment],
+                  tokenizer: Tokenizer, settings: PolicySettings) -> list[list[int]]:
+  """BOS and the canonical tokens of each experiment's prompt."""
+  token_tables = grammar.TokenTables.build(tokenizer)
+  return [[tokenizer.bos_id] + token_tables.encode(
+      protocol.render_prompt(tables[e.task], e, settings.max_prompt_rows)) for e in experiments]
+
+
 class PolicyAgent:
   """A policy model playing through the device environment (an episode agent: see `play`)."""
 
@@ -115,9 +124,7 @@ class PolicyAgent:
     shown = [dataclasses.replace(prompt_experiment(e, tables[e.task], self.settings),
                                  budget=budget) for e in experiments]
     env_params = jax.device_put(env_lib.build_env_params(tables, shown, self.tokenizer))
-    prompts = [[self.tokenizer.bos_id] + self.tokenizer.encode(
-        protocol.render_prompt(tables[e.task], e, self.settings.max_prompt_rows))
-               for e in shown]
+    prompts = prompt_tokens(tables, shown, self.tokenizer, self.settings)
     episodes = [(i, s) for s in seeds for i in range(len(shown))]
     out = {}
     for start in range(0, len(episodes), self.settings.batch_size):

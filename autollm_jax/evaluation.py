@@ -58,7 +58,6 @@ def run_episode(agent: base.Agent, experiment: Experiment, table: TaskTable, see
   obs = obs or base.Observation.from_experiment(experiment, table)
   metric = table.metric(experiment.metric)
   outcomes = table.outcomes[experiment.candidate_rows, table.metric_column(experiment.metric)]
-  y_star, y_worst, y_median = regret.normalizers(outcomes, metric.sign())
   rng = np.random.default_rng(episode_seed(experiment, seed))
   history: list[base.Trial] = []
   reasoning = []
@@ -68,9 +67,22 @@ def run_episode(agent: base.Agent, experiment: Experiment, table: TaskTable, see
     history.append(base.Trial(i, obs.candidates[i], float(outcomes[i]),
                               float(metric.sign() * outcomes[i])))
     reasoning.append(proposal.reasoning)
-  best = np.minimum.accumulate([t.y for t in history])
+  return score_episode(experiment, table, [t.candidate for t in history], tuple(reasoning))
+
+
+def score_episode(experiment: Experiment, table: TaskTable, candidates, reasoning=()
+                  ) -> Episode:
+  """Scores the candidates run at each trial (index into candidate_rows; -1: a trial whose
+  action did not parse, which finds nothing). Until something is found the regret is that of
+  the worst candidate, so normalized regret 1 and strict regret 1."""
+  metric = table.metric(experiment.metric)
+  outcomes = table.outcomes[experiment.candidate_rows, table.metric_column(experiment.metric)]
+  y_star, y_worst, y_median = regret.normalizers(outcomes, metric.sign())
+  candidates = np.asarray(candidates, np.int64)
+  y = np.where(candidates >= 0, metric.sign() * outcomes[np.maximum(candidates, 0)], np.inf)
+  best = np.minimum(np.minimum.accumulate(y), y_worst)
   return Episode(
-      candidates=np.array([t.candidate for t in history]),
+      candidates=candidates,
       strict_regret=np.asarray(regret.strict_regret(best, y_star, y_median), np.float64),
       normalized_regret=np.asarray(regret.normalized_regret(best, y_star, y_worst), np.float64),
       reasoning=tuple(reasoning))
@@ -118,10 +130,16 @@ def evaluate(agents: Mapping[str, base.Agent], experiments: Sequence[Experiment]
   for name, agent in agents.items():
     start = time.time()
     per_experiment = {}
+    # Episode agents (trained policies) play every episode at once, on the device.
+    played = agent.play(experiments, tables, seeds, budget) if hasattr(agent, "play") else None
     for i, experiment in enumerate(experiments):
       table = tables[experiment.task]
-      obs = base.Observation.from_experiment(experiment, table)
-      episodes = [run_episode(agent, experiment, table, s, budget, obs) for s in seeds]
+      if played is None:
+        obs = base.Observation.from_experiment(experiment, table)
+        episodes = [run_episode(agent, experiment, table, s, budget, obs) for s in seeds]
+      else:
+        episodes = [score_episode(experiment, table, played[(experiment.name, s)])
+                    for s in seeds]
       entry = {"candidates": [e.candidates.tolist() for e in episodes]}
       for key in REGRETS:
         values = np.array([getattr(e, key) for e in episodes])

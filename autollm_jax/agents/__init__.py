@@ -29,6 +29,7 @@ _REGISTRY: dict[str, _Entry] = {
     "gp": _Entry("autollm_jax.agents.gp_bo:GPBO"),
     "fsbo": _Entry("autollm_jax.agents.fsbo:FSBO"),
     "tpe": _Entry("autollm_jax.agents.tpe:TPE"),
+    "policy": _Entry("autollm_jax.agents.policy:load", takes_checkpoint=True),
 }
 
 

@@ -87,6 +87,11 @@ def prompt_tokens(tables: Mapping[str, TaskTable], experiments: Sequence[Experim
       protocol.render_prompt(tables[e.task], e, settings.max_prompt_rows)) for e in experiments]
 
 
+def load(checkpoint: str | os.PathLike) -> PolicyAgent:
+  """The agent registry's factory: `agents.make("policy", checkpoint=DIR)`."""
+  return PolicyAgent.from_checkpoint(checkpoint)
+
+
 class PolicyAgent:
   """A policy model playing through the device environment (an episode agent: see `play`)."""
 
@@ -112,6 +117,10 @@ class PolicyAgent:
     return cls(graphdef, restored.params, restored.config,
                sp_tokenizer.SentencePieceTokenizer.from_bytes(restored.tokenizer_blob),
                PolicySettings.load(checkpoint))
+
+  def fit(self, experiments: Sequence[Experiment], tables: Mapping[str, TaskTable]) -> None:
+    """Nothing to learn at evaluation: a policy is trained by launch/train.py."""
+    del experiments, tables
 
   def play(self, experiments: Sequence[Experiment], tables: Mapping[str, TaskTable],
            seeds: Sequence[int], budget: int) -> dict[tuple[str, int], np.ndarray]:

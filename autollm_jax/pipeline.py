@@ -121,7 +121,8 @@ def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup
 def policy_model_config(config: ml_collections.ConfigDict, vocab_size: int):
   return model_config_lib.get_config(
       config.model.name, vocab_size=vocab_size, dtype=config.model.dtype,
-      remat=config.model.remat, max_seq_len=config.model.max_seq_len)
+      param_dtype=config.model.param_dtype, remat=config.model.remat,
+      max_seq_len=config.model.max_seq_len)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:

@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.name = "scratch_1m"
   c.model.checkpoint = ""  # "gguf" to start from the pretrained weights of a gguf model
   c.model.dtype = "float32"  # compute dtype ("bfloat16" on accelerators)
+  c.model.param_dtype = "float32"  # master weights (what the optimizer updates)
   c.model.remat = False
   c.model.max_seq_len = 2048
 

@@ -9,6 +9,7 @@ model computes in its config's dtype (bf16 when asked).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -32,6 +33,21 @@ class TrainState:
 def init_state(params: nnx.State, optimizer: optax.GradientTransformation) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params))
+
+
+def abstract_state(params: nnx.State, optimizer: optax.GradientTransformation
+                   ) -> TrainState:
+  """The TrainState's shapes and shardings (jax.ShapeDtypeStruct leaves), allocating nothing.
+
+  Args:
+    params: abstract parameters whose leaves carry their shardings.
+    optimizer: the optax transformation; its state's shardings follow from the parameters'.
+  """
+  compiled = jax.jit(functools.partial(init_state, optimizer=optimizer)).lower(params).compile()
+  shapes = jax.eval_shape(functools.partial(init_state, optimizer=optimizer), params)
+  return jax.tree_util.tree_map(
+      lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      shapes, compiled.output_shardings)
 
 
 def split_microbatches(batch: Any, accum_steps: int) -> Any:

@@ -1,0 +1,91 @@
+"""What a model config needs in memory, printed by launch scripts before they allocate.
+
+Estimates, not measurements: activations count the tensors a block keeps for its backward pass
+(without rematerialisation) or only the block inputs plus one block's recomputation (with it);
+XLA may fuse some away or add temporaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from autollm_jax.model.config import ModelConfig
+from autollm_jax.model.kv_cache import cache_bytes
+
+
+def param_count(config: ModelConfig) -> int:
+  """Number of parameters of the decoder for `config` (no allocation)."""
+  c = config
+  d, h = c.embed_dim, c.head_dim
+  attn = d * h * (2 * c.num_heads + 2 * c.num_kv_heads)
+  mlp = 3 * d * c.mlp_dim
+  norms = d * (4 if c.post_norms else 2) + (2 * h if c.qk_norm else 0)
+  head = 0 if c.tie_embeddings else d * c.vocab_size
+  return c.vocab_size * d + c.num_layers * (attn + mlp + norms) + d + head
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+  """Bytes needed by one model replica (divide by the sharding factor for per-device).
+
+  Attributes:
+    params: parameter count.
+    param_bytes: parameters in param_dtype.
+    optimizer_bytes: AdamW moments (two float32 copies) plus float32 gradients.
+    kv_cache_bytes: the sampler's KV cache for batch_size x seq_len.
+    activation_bytes: training activations kept for the backward pass, no remat.
+    activation_remat_bytes: the same with every block rematerialised.
+    batch_size, seq_len: the shapes the estimate is for.
+  """
+  params: int
+  param_bytes: int
+  optimizer_bytes: int
+  kv_cache_bytes: int
+  activation_bytes: int
+  activation_remat_bytes: int
+  batch_size: int
+  seq_len: int
+
+  def summary(self) -> str:
+    """One line per quantity, in GiB."""
+    gib = lambda b: f"{b / 2**30:8.3f} GiB"
+    return "\n".join([
+        f"memory estimate (batch {self.batch_size} x {self.seq_len} tokens, one replica):",
+        f"  parameters       {self.params / 1e6:9.1f} M  {gib(self.param_bytes)}",
+        f"  optimizer+grads              {gib(self.optimizer_bytes)}",
+        f"  KV cache                     {gib(self.kv_cache_bytes)}",
+        f"  activations                  {gib(self.activation_bytes)}",
+        f"  activations (remat)          {gib(self.activation_remat_bytes)}",
+    ])
+
+
+def estimate(config: ModelConfig, batch_size: int, seq_len: int) -> MemoryEstimate:
+  """Memory for training or sampling `config` on batch_size sequences of seq_len tokens.
+
+  Args:
+    config: the model config.
+    batch_size: B.
+    seq_len: T (prompt plus generated tokens for the KV cache).
+  Returns:
+    MemoryEstimate.
+  """
+  c = config
+  n = param_count(c)
+  act = jnp.dtype(c.dtype).itemsize
+  tokens = batch_size * seq_len
+  per_token = (6 * c.embed_dim + 2 * c.num_heads * c.head_dim + 2 * c.num_kv_heads * c.head_dim
+               + 4 * c.mlp_dim) * act
+  # Float32 attention probabilities; a local layer's window bounds the keys a query keeps.
+  scores = [batch_size * c.num_heads * seq_len * 4
+            * (seq_len if c.is_global_layer(i) else min(seq_len, c.sliding_window))
+            for i in range(c.num_layers)]
+  logits = 2 * tokens * c.vocab_size * 4  # float32 logits and their gradient
+  return MemoryEstimate(
+      params=n, param_bytes=n * jnp.dtype(c.param_dtype).itemsize, optimizer_bytes=3 * n * 4,
+      kv_cache_bytes=cache_bytes(c, batch_size, seq_len),
+      activation_bytes=c.num_layers * tokens * per_token + sum(scores) + logits,
+      activation_remat_bytes=(c.num_layers * tokens * c.embed_dim * act + tokens * per_token
+                              + max(scores) + logits),
+      batch_size=batch_size, seq_len=seq_len)

@@ -1,0 +1,1 @@
+"""The policy model: configs, the Flax NNX decoder, KV cache, and pretrained importers."""

@@ -1,0 +1,227 @@
+"""Tokenizers rebuilt from GGUF metadata, implementing `autollm_jax.tokenizer.Tokenizer`.
+
+Gemma's vocabulary ("llama" tokenizer model in GGUF) is rebuilt as an exact SentencePiece BPE
+model proto; SmolLM2's ("gpt2" model) as a byte-level BPE of the `tokenizers` package. Both
+serialise to a self-describing blob (`to_blob` / `tokenizer_from_blob`) that checkpoints keep.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Sequence
+
+import gguf
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+_SPACE = "\u2581"  # SentencePiece's visible space
+
+
+class SentencePieceTokenizer:
+  """A SentencePiece model given as its serialized ModelProto."""
+
+  def __init__(self, model_proto: bytes):
+    self._proto = model_proto
+    self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.get_piece_size()
+
+  @property
+  def bos_id(self) -> int:
+    return self._sp.bos_id()
+
+  @property
+  def eos_id(self) -> int:
+    return self._sp.eos_id()
+
+  @property
+  def pad_id(self) -> int:
+    return self._sp.pad_id() if self._sp.pad_id() >= 0 else self.eos_id
+
+  def encode(self, text: str) -> list[int]:
+    return self._sp.encode(text)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._sp.decode([int(i) for i in ids])
+
+  def id_to_piece(self, token_id: int) -> str:
+    if self._sp.is_byte(token_id):
+      return chr(int(self._sp.id_to_piece(token_id)[3:5], 16))
+    return self._sp.id_to_piece(token_id).replace(_SPACE, " ")
+
+  def piece_to_id(self, piece: str) -> int:
+    sp_piece = piece.replace(" ", _SPACE)
+    token_id = self._sp.piece_to_id(sp_piece)
+    if token_id == self._sp.unk_id() and sp_piece != self._sp.id_to_piece(token_id):
+      raise KeyError(f"{piece!r} is not a single token")
+    return token_id
+
+  def to_blob(self) -> bytes:
+    return json.dumps({"kind": "sentencepiece",
+                       "model_proto": base64.b64encode(self._proto).decode()}).encode()
+
+
+class ByteBPETokenizer:
+  """A byte-level BPE (`tokenizers`) with the ids of its special roles."""
+
+  def __init__(self, tokenizer_json: str, bos_id: int, eos_id: int, pad_id: int):
+    self._json = tokenizer_json
+    self._tok = Tokenizer.from_str(tokenizer_json)
+    self._bos, self._eos, self._pad = bos_id, eos_id, pad_id
+    self._byte_decoder = {c: b for b, c in _bytes_to_unicode().items()}
+
+  @property
+  def vocab_size(self) -> int:
+    return self._tok.get_vocab_size(with_added_tokens=True)
+
+  @property
+  def bos_id(self) -> int:
+    return self._bos
+
+  @property
+  def eos_id(self) -> int:
+    return self._eos
+
+  @property
+  def pad_id(self) -> int:
+    return self._pad
+
+  def encode(self, text: str) -> list[int]:
+    return self._tok.encode(text, add_special_tokens=False).ids
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+  def id_to_piece(self, token_id: int) -> str:
+    piece = self._tok.id_to_token(token_id)
+    if piece is None:
+      raise KeyError(f"token id {token_id} out of range")
+    if any(c not in self._byte_decoder for c in piece):  # an added (special) token
+      return piece
+    return bytes(self._byte_decoder[c] for c in piece).decode("utf-8", errors="replace")
+
+  def piece_to_id(self, piece: str) -> int:
+    token_id = self._tok.token_to_id(piece)  # special tokens are stored as their text
+    if token_id is None:
+      encoder = _bytes_to_unicode()
+      token_id = self._tok.token_to_id("".join(encoder[b] for b in piece.encode("utf-8")))
+    if token_id is None:
+      raise KeyError(f"{piece!r} is not a single token")
+    return token_id
+
+  def to_blob(self) -> bytes:
+    return json.dumps({"kind": "byte_bpe", "tokenizer_json": self._json, "bos_id": self._bos,
+                       "eos_id": self._eos, "pad_id": self._pad}).encode()
+
+
+def tokenizer_from_blob(blob: bytes) -> SentencePieceTokenizer | ByteBPETokenizer:
+  """Rebuild a tokenizer from `to_blob()` bytes, or from a bare SentencePiece model proto (the
+  project's own tokenizers store that)."""
+  if not blob.startswith(b"{"):
+    return SentencePieceTokenizer(blob)
+  data = json.loads(blob)
+  if data["kind"] == "sentencepiece":
+    return SentencePieceTokenizer(base64.b64decode(data["model_proto"]))
+  if data["kind"] == "byte_bpe":
+    return ByteBPETokenizer(data["tokenizer_json"], data["bos_id"], data["eos_id"],
+                            data["pad_id"])
+  raise ValueError(f"unknown tokenizer kind {data['kind']!r}")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+  """GPT-2's reversible map from bytes to printable characters."""
+  keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), ord("ÿ") + 1)))
+  mapping, extra = {}, 0
+  for b in range(256):
+    if b in keep:
+      mapping[b] = chr(b)
+    else:
+      mapping[b] = chr(256 + extra)
+      extra += 1
+  return mapping
+
+
+def _field(reader: gguf.GGUFReader, key: str, default=None):
+  field = reader.fields.get(key)
+  return default if field is None else field.contents()
+
+
+# GGUF token types (llama.cpp): 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte.
+_SP_TYPES = {1: sp_pb2.ModelProto.SentencePiece.NORMAL, 2: sp_pb2.ModelProto.SentencePiece.UNKNOWN,
+             3: sp_pb2.ModelProto.SentencePiece.CONTROL,
+             4: sp_pb2.ModelProto.SentencePiece.USER_DEFINED,
+             5: sp_pb2.ModelProto.SentencePiece.UNUSED, 6: sp_pb2.ModelProto.SentencePiece.BYTE}
+
+
+def sentencepiece_from_gguf(reader: gguf.GGUFReader) -> SentencePieceTokenizer:
+  """Gemma's SentencePiece BPE model from the GGUF vocabulary, scores and token types.
+
+  Control tokens written like markup (`<start_of_turn>`) become user-defined pieces so that
+  chat templates given as text encode to them, as Gemma's own tokenizer does.
+  """
+  tokens = _field(reader, "tokenizer.ggml.tokens")
+  scores = _field(reader, "tokenizer.ggml.scores")
+  types = _field(reader, "tokenizer.ggml.token_type")
+  unk = _field(reader, "tokenizer.ggml.unknown_token_id", 3)
+  roles = {_field(reader, f"tokenizer.ggml.{r}_token_id", -1) for r in ("bos", "eos", "padding")}
+  proto = sp_pb2.ModelProto()
+  for i, (piece, score, kind) in enumerate(zip(tokens, scores, types)):
+    p = proto.pieces.add()
+    p.piece, p.score = piece, score
+    if i == unk:
+      p.type = sp_pb2.ModelProto.SentencePiece.UNKNOWN
+    elif kind == 3 and i not in roles and piece.startswith("<") and piece.endswith(">"):
+      p.type = sp_pb2.ModelProto.SentencePiece.USER_DEFINED
+    else:
+      p.type = _SP_TYPES[kind]
+  spec = proto.trainer_spec
+  spec.model_type = sp_pb2.TrainerSpec.BPE
+  spec.vocab_size = len(tokens)
+  spec.byte_fallback = True
+  spec.split_digits = True
+  spec.allow_whitespace_only_pieces = True
+  # SentencePiece finds its special ids by piece text, so name the pieces as well as the ids.
+  for role, key in (("unk", "unknown"), ("bos", "bos"), ("eos", "eos"), ("pad", "padding")):
+    token_id = unk if role == "unk" else _field(reader, f"tokenizer.ggml.{key}_token_id", -1)
+    setattr(spec, f"{role}_id", token_id)
+    if token_id >= 0:
+      setattr(spec, f"{role}_piece", tokens[token_id])
+  norm = proto.normalizer_spec
+  norm.name = "identity"
+  norm.add_dummy_prefix = bool(_field(reader, "tokenizer.ggml.add_space_prefix", False))
+  norm.remove_extra_whitespaces = False
+  norm.escape_whitespaces = True
+  return SentencePieceTokenizer(proto.SerializeToString())
+
+
+def byte_bpe_from_gguf(reader: gguf.GGUFReader) -> ByteBPETokenizer:
+  """A GPT-2 style byte-level BPE from the GGUF vocabulary and merges (digits split one by
+  one, as SmolLM2's pre-tokenizer does)."""
+  tokens = _field(reader, "tokenizer.ggml.tokens")
+  types = _field(reader, "tokenizer.ggml.token_type")
+  merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
+  tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+  tok.pre_tokenizer = pre_tokenizers.Sequence([
+      pre_tokenizers.Digits(individual_digits=True),
+      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+  tok.decoder = decoders.ByteLevel()
+  tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                          for t, kind in zip(tokens, types) if kind == 3])
+  eos = _field(reader, "tokenizer.ggml.eos_token_id")
+  return ByteBPETokenizer(tok.to_str(), bos_id=_field(reader, "tokenizer.ggml.bos_token_id", -1),
+                          eos_id=eos, pad_id=_field(reader, "tokenizer.ggml.padding_token_id", eos))
+
+
+def tokenizer_from_gguf(reader: gguf.GGUFReader) -> SentencePieceTokenizer | ByteBPETokenizer:
+  """The tokenizer described by a GGUF file's metadata."""
+  model = _field(reader, "tokenizer.ggml.model")
+  if model == "llama":
+    return sentencepiece_from_gguf(reader)
+  if model == "gpt2":
+    return byte_bpe_from_gguf(reader)
+  raise ValueError(f"unsupported GGUF tokenizer model {model!r} (supported: llama, gpt2)")

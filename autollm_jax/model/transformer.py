@@ -1,0 +1,268 @@
+"""The decoder-only transformer (flax.nnx) shared by every backbone.
+
+Blocks are stacked along a leading layer axis and run with `jax.lax.scan`, so a model compiles
+one block whatever its depth. Sliding-window (local) and global layers differ only in two
+per-layer scalars (window and RoPE base) that the scan carries alongside the parameters.
+
+Use it functionally at jit boundaries: `graphdef, params = nnx.split(model)`, then
+`forward(graphdef, params, ...)` inside `jax.jit`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
+
+from autollm_jax.model.config import ModelConfig
+from autollm_jax.model.kv_cache import KVCache
+
+_NO_WINDOW = 2**30
+_MASKED = -1e30
+
+
+def _fan_in_init(in_axis, out_axis):
+  return jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
+                                              in_axis=in_axis, out_axis=out_axis)
+
+
+class RMSNorm(nnx.Module):
+  """x / rms(x) * scale, computed in float32 (the scale is the full multiplier: Gemma's
+  "1 + w" is folded in when weights are imported)."""
+
+  def __init__(self, dim: int, eps: float, param_dtype: str):
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+    self.eps = eps
+
+  def __call__(self, x: Array) -> Array:
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (normed * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+def apply_rope(x: Float[Array, "B T N H"], positions: Int[Array, "B T"],
+               base: Float[Array, ""]) -> Float[Array, "B T N H"]:
+  """Rotary embedding in the rotate-half layout (first half of each head paired with the
+  second half), as in the Hugging Face checkpoints."""
+  half = x.shape[-1] // 2
+  inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, H/2]
+  sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
+  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def attend(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Array, "B S K H"],
+           q_slots: Int[Array, "T"], key_mask: Bool[Array, "B S"],
+           q_positions: Int[Array, "B T"], k_positions: Int[Array, "B S"],
+           window: Int[Array, ""], scale: float) -> Float[Array, "B T N H"]:
+  """Grouped-query attention of queries at cache slots `q_slots` over all S key slots.
+
+  A key at slot j is visible to a query at slot i when j <= i, key_mask[b, j], and their
+  positions are less than `window` apart. Rows with no visible key (padding queries) get
+  finite garbage, never NaN.
+  """
+  b, t, n, h = q.shape
+  kv_heads = k.shape[2]
+  q = q.reshape(b, t, kv_heads, n // kv_heads, h)
+  logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  k_slots = jnp.arange(k.shape[1])
+  causal = k_slots[None, :] <= q_slots[:, None]
+  near = q_positions[:, :, None] - k_positions[:, None, :] < window
+  visible = causal[None] & near & key_mask[:, None, :]  # [B, T, S]
+  logits = jnp.where(visible[:, None, None], logits, _MASKED)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
+  return out.reshape(b, t, n, h)
+
+
+class Block(nnx.Module):
+  """Pre-norm attention + gated MLP, with the optional Qwen3/Gemma3 extra norms."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    c, pd = config, config.param_dtype
+    d, n, kv, h, f = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
+    self.config = config
+    self.attn_norm = RMSNorm(d, c.norm_eps, pd)
+    self.q_proj = nnx.Param(_fan_in_init(0, (1, 2))(rngs.params(), (d, n, h), pd))
+    self.k_proj = nnx.Param(_fan_in_init(0, (1, 2))(rngs.params(), (d, kv, h), pd))
+    self.v_proj = nnx.Param(_fan_in_init(0, (1, 2))(rngs.params(), (d, kv, h), pd))
+    self.o_proj = nnx.Param(_fan_in_init((0, 1), 2)(rngs.params(), (n, h, d), pd))
+    if c.qk_norm:
+      self.q_norm = RMSNorm(h, c.norm_eps, pd)
+      self.k_norm = RMSNorm(h, c.norm_eps, pd)
+    self.mlp_norm = RMSNorm(d, c.norm_eps, pd)
+    self.gate_proj = nnx.Param(_fan_in_init(0, 1)(rngs.params(), (d, f), pd))
+    self.up_proj = nnx.Param(_fan_in_init(0, 1)(rngs.params(), (d, f), pd))
+    self.down_proj = nnx.Param(_fan_in_init(0, 1)(rngs.params(), (f, d), pd))
+    if c.post_norms:
+      self.post_attn_norm = RMSNorm(d, c.norm_eps, pd)
+      self.post_mlp_norm = RMSNorm(d, c.norm_eps, pd)
+
+  def __call__(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"],
+               k_cache: Array | None, v_cache: Array | None, key_mask: Bool[Array, "B S"],
+               key_positions: Int[Array, "B S"], index: Int[Array, ""],
+               window: Int[Array, ""], rope_base: Float[Array, ""]):
+    """One block. Without a cache (k_cache None) keys are this chunk's own; with one, the
+    chunk's keys/values are written at slots index..index+T-1 first.
+
+    Returns:
+      (x [B, T, D], k [B, S, K, H], v [B, S, K, H]) where S is T without a cache.
+    """
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    h = self.attn_norm(x)
+    q = jnp.einsum("btd,dnh->btnh", h, self.q_proj[...].astype(dt))
+    k = jnp.einsum("btd,dkh->btkh", h, self.k_proj[...].astype(dt))
+    v = jnp.einsum("btd,dkh->btkh", h, self.v_proj[...].astype(dt))
+    if c.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = apply_rope(q, positions, rope_base)
+    k = apply_rope(k, positions, rope_base)
+    if k_cache is not None:
+      k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
+      v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
+    q_slots = index + jnp.arange(x.shape[1])
+    scale = (c.query_scale or c.head_dim) ** -0.5
+    a = attend(q, k.astype(dt), v.astype(dt), q_slots, key_mask, positions, key_positions,
+               window, scale)
+    a = jnp.einsum("btnh,nhd->btd", a, self.o_proj[...].astype(dt))
+    if c.post_norms:
+      a = self.post_attn_norm(a)
+    x = x + a
+    h = self.mlp_norm(x)
+    gate = jnp.einsum("btd,df->btf", h, self.gate_proj[...].astype(dt))
+    up = jnp.einsum("btd,df->btf", h, self.up_proj[...].astype(dt))
+    act = jax.nn.silu(gate) if c.activation == "silu" else jax.nn.gelu(gate, approximate=True)
+    m = jnp.einsum("btf,fd->btd", act * up, self.down_proj[...].astype(dt))
+    if c.post_norms:
+      m = self.post_mlp_norm(m)
+    return x + m, k, v
+
+
+class Transformer(nnx.Module):
+  """Embedding, L stacked blocks (leading axis L on every block parameter), final norm and
+  the (possibly tied) output projection."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    c = config
+    self.config = config
+    self.embed = nnx.Param(
+        jax.random.normal(rngs.params(), (c.vocab_size, c.embed_dim), c.param_dtype)
+        * (1.0 if c.scale_embeddings else 0.02))
+
+    @nnx.split_rngs(splits=c.num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make_blocks(rngs: nnx.Rngs) -> Block:
+      return Block(config, rngs=rngs)
+
+    self.blocks = make_blocks(rngs)
+    self.final_norm = RMSNorm(c.embed_dim, c.norm_eps, c.param_dtype)
+    if not c.tie_embeddings:
+      self.lm_head = nnx.Param(_fan_in_init(0, 1)(rngs.params(), (c.embed_dim, c.vocab_size),
+                                                  c.param_dtype))
+
+  def _layer_scalars(self) -> tuple[Array, Array]:
+    c = self.config
+    glob = [c.is_global_layer(i) for i in range(c.num_layers)]
+    windows = jnp.array([_NO_WINDOW if g else c.sliding_window for g in glob], jnp.int32)
+    bases = jnp.array([c.rope_base if g else c.local_rope_base for g in glob], jnp.float32)
+    return windows, bases
+
+  def hidden_states(self, tokens: Int[Array, "B T"], positions: Int[Array, "B T"],
+                    input_mask: Bool[Array, "B T"] | None = None, cache: KVCache | None = None
+                    ) -> tuple[Float[Array, "B T D"], KVCache | None]:
+    """Final-norm hidden states of `tokens`.
+
+    Args:
+      tokens: [B, T] token ids.
+      positions: [B, T] RoPE positions (0 at each sequence's first real token).
+      input_mask: [B, T] real (True) vs padding (False) tokens; default all real.
+      cache: a KVCache to extend (the chunk is written at cache.index), or None for a
+        self-contained causal pass.
+    Returns:
+      ([B, T, D] hidden states, the updated cache or None).
+    """
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    if input_mask is None:
+      input_mask = jnp.ones(tokens.shape, bool)
+    x = self.embed[...].astype(dt)[tokens]
+    if c.scale_embeddings:
+      x = x * jnp.asarray(math.sqrt(c.embed_dim), dt)
+    if cache is None:
+      key_mask, key_positions, index = input_mask, positions, jnp.zeros((), jnp.int32)
+    else:
+      index = cache.index
+      key_mask = jax.lax.dynamic_update_slice(cache.key_mask, input_mask, (0, index))
+      key_positions = jax.lax.dynamic_update_slice(cache.positions,
+                                                   positions.astype(jnp.int32), (0, index))
+    windows, bases = self._layer_scalars()
+    block_def, block_params = nnx.split(self.blocks)
+
+    def body(x, layer):
+      params, k_cache, v_cache, window, base = layer
+      block = nnx.merge(block_def, params)
+      x, k, v = block(x, positions, k_cache, v_cache, key_mask, key_positions, index, window,
+                      base)
+      return x, (k, v) if cache is not None else None
+
+    if c.remat:
+      body = jax.checkpoint(body, prevent_cse=False)
+    layers = (block_params, None if cache is None else cache.k,
+              None if cache is None else cache.v, windows, bases)
+    x, kv = jax.lax.scan(body, x, layers)
+    x = self.final_norm(x)
+    if cache is None:
+      return x, None
+    k, v = kv
+    return x, KVCache(k=k, v=v, key_mask=key_mask, positions=key_positions,
+                      index=index + tokens.shape[1])
+
+  def logits(self, hidden: Float[Array, "... D"]) -> Float[Array, "... V"]:
+    """Float32 next-token logits from hidden states."""
+    dt = jnp.dtype(self.config.dtype)
+    if self.config.tie_embeddings:
+      return jnp.einsum("...d,vd->...v", hidden, self.embed[...].astype(dt),
+                        preferred_element_type=jnp.float32)
+    return jnp.einsum("...d,dv->...v", hidden, self.lm_head[...].astype(dt),
+                      preferred_element_type=jnp.float32)
+
+  def __call__(self, tokens: Int[Array, "B T"], positions: Int[Array, "B T"],
+               input_mask: Bool[Array, "B T"] | None = None, cache: KVCache | None = None
+               ) -> tuple[Float[Array, "B T V"], KVCache | None]:
+    """Logits [B, T, V] (float32) of every position, and the updated cache (see
+    `hidden_states`)."""
+    hidden, cache = self.hidden_states(tokens, positions, input_mask, cache)
+    return self.logits(hidden), cache
+
+
+def create_model(config: ModelConfig, seed: int = 0) -> Transformer:
+  """A randomly initialised model."""
+  return Transformer(config, rngs=nnx.Rngs(seed))
+
+
+def abstract_model(config: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+  """(graphdef, params with jax.ShapeDtypeStruct leaves), without allocating."""
+  return nnx.split(nnx.eval_shape(lambda: create_model(config)))
+
+
+def forward(graphdef: nnx.GraphDef, params: nnx.State, tokens: Int[Array, "B T"],
+            positions: Int[Array, "B T"], input_mask: Bool[Array, "B T"] | None = None,
+            cache: KVCache | None = None) -> tuple[Float[Array, "B T V"], KVCache | None]:
+  """Pure forward pass: `Transformer.__call__` on the merged (graphdef, params)."""
+  return nnx.merge(graphdef, params)(tokens, positions, input_mask, cache)
+
+
+def default_positions(input_mask: Bool[Array, "B T"]) -> Int[Array, "B T"]:
+  """Positions for left-padded rows: 0 at the first real token, counting real tokens."""
+  return jnp.maximum(jnp.cumsum(input_mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def param_count(params: nnx.State) -> int:
+  """Number of parameters in a params state."""
+  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,53 @@
+"""The pipeline for Qwen3-1.7B (from safetensors) on a data x tensor mesh of 8 accelerators.
+
+  python launch/train.py --config=configs/mtrl_qwen3_1_7b.py --workdir=DIR \
+      --config.model.checkpoint=/path/to/Qwen3-1.7B
+
+bf16 compute with fp32 master weights, rematerialized blocks, FSDP over 4 devices x tensor
+parallelism over 2. Memory per device (8 x 80 GB): parameters and AdamW state about 8 GB
+sharded 8 ways, activations with remat about 6 GB at 8 x 4096 tokens; see the estimate that
+launch/train.py prints before it allocates.
+"""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+
+def _mtrl_config() -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location(
+      "mtrl_config", pathlib.Path(__file__).with_name("mtrl.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _mtrl_config()
+  c.data.tasks = ("pretrain_steplaw", "arch_hwgpt", "mixture_admire")
+  c.data.max_train_experiments = 0
+  c.data.max_prompt_rows = 8
+  c.data.max_context_fidelities = 0
+  c.model.name = "qwen3_1.7b"
+  c.model.checkpoint = ""  # a Hugging Face safetensors folder of Qwen3-1.7B
+  c.model.dtype = "bfloat16"
+  c.model.remat = True
+  c.model.max_seq_len = 8192
+  c.mesh.fsdp = 4
+  c.mesh.tensor = 2
+  c.policy.turn_tokens = 512
+  c.sft.batch_size = 32
+  c.sft.grad_accum_steps = 4
+  c.sft.total_steps = 2000
+  c.sft.learning_rate = 1e-5
+  c.rl.experiments_per_batch = 16
+  c.rl.group_size = 8
+  c.rl.minibatches = 4
+  c.rl.grad_accum_steps = 2
+  c.rl.iterations = 200
+  c.rl.learning_rate = 1e-6
+  c.rl.total_steps = c.rl.iterations * c.rl.epochs * c.rl.minibatches
+  c.eval.agents = ("random", "topk", "teacher", "gp", "fsbo")
+  c.eval.seeds = 5
+  return c

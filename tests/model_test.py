@@ -1,0 +1,107 @@
+"""Tests of the decoder: KV-cache decoding equals the full forward pass, and the switches."""
+
+from absl.testing import absltest, parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from autollm_jax import memory
+from autollm_jax.model import config as config_lib
+from autollm_jax.model import kv_cache, transformer
+
+TINY = dict(vocab_size=61, embed_dim=32, num_layers=3, num_heads=4, num_kv_heads=2,
+            head_dim=8, mlp_dim=48, max_seq_len=64)
+
+
+def tiny(name: str, **overrides) -> config_lib.ModelConfig:
+  fields = dict(TINY, **overrides)
+  if name == "gemma3_270m":
+    fields.update(sliding_window=3, global_every=2)
+  return config_lib.get_config(name, **fields)
+
+
+class TransformerTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(("gemma3", "gemma3_270m"), ("llama", "smollm2_135m"),
+                                  ("qwen3", "qwen3_1.7b"), ("untied", "scratch_1m"))
+  def test_cached_decoding_equals_full_forward(self, name):
+    config = tiny(name, tie_embeddings=name != "scratch_1m", dtype="float32",
+                  param_dtype="float32")
+    graphdef, params = nnx.split(transformer.create_model(config, seed=1))
+    tokens = jax.random.randint(jax.random.key(0), (2, 9), 0, config.vocab_size)
+    positions = jnp.broadcast_to(jnp.arange(9), (2, 9))
+    full, _ = jax.jit(transformer.forward)(graphdef, params, tokens, positions)
+    cache = kv_cache.init_cache(config, 2, 12)
+    step = jax.jit(transformer.forward, donate_argnums=(5,))
+    chunks, (first, cache) = [], step(graphdef, params, tokens[:, :5], positions[:, :5], None,
+                                      cache)
+    chunks.append(first)
+    for t in range(5, 9):
+      logits, cache = step(graphdef, params, tokens[:, t:t + 1], positions[:, t:t + 1], None,
+                           cache)
+      chunks.append(logits)
+    chex.assert_trees_all_close(jnp.concatenate(chunks, axis=1), full, atol=1e-4, rtol=1e-4)
+    self.assertEqual(int(cache.index), 9)
+
+  def test_left_padding_does_not_change_logits(self):
+    config = tiny("qwen3_1.7b", dtype="float32", param_dtype="float32")
+    graphdef, params = nnx.split(transformer.create_model(config))
+    tokens = jnp.array([[5, 6, 7, 8]])
+    plain, _ = transformer.forward(graphdef, params, tokens, jnp.arange(4)[None])
+    padded = jnp.array([[0, 0, 5, 6, 7, 8]])
+    mask = padded != 0
+    logits, _ = transformer.forward(graphdef, params, padded,
+                                    transformer.default_positions(mask), mask)
+    chex.assert_trees_all_close(logits[:, 2:], plain, atol=1e-5)
+
+  def test_sliding_window_limits_attention(self):
+    # One RoPE base for local and global layers, so that only the window differs.
+    config = tiny("gemma3_270m", dtype="float32", param_dtype="float32",
+                  local_rope_base=1_000_000.0)
+    graphdef, params = nnx.split(transformer.create_model(config))
+    tokens = jax.random.randint(jax.random.key(3), (1, 8), 0, config.vocab_size)
+    positions = jnp.arange(8)[None]
+    windowed, _ = transformer.forward(graphdef, params, tokens, positions)
+    global_graph, _ = nnx.split(transformer.create_model(config.replace(sliding_window=None)))
+    unwindowed, _ = transformer.forward(global_graph, params, tokens, positions)
+    # Identical within the window, different once the window cuts the context.
+    chex.assert_trees_all_close(windowed[:, :3], unwindowed[:, :3], atol=1e-5)
+    self.assertGreater(float(jnp.abs(windowed[:, 5:] - unwindowed[:, 5:]).max()), 1e-3)
+
+  def test_remat_gives_the_same_gradients(self):
+    config = tiny("smollm2_135m", dtype="float32", param_dtype="float32")
+    graphdef, params = nnx.split(transformer.create_model(config))
+    remat_graph, _ = nnx.split(transformer.create_model(config.replace(remat=True)))
+    tokens = jnp.array([[1, 2, 3, 4, 5]])
+
+    def loss(graph, p):
+      logits, _ = transformer.forward(graph, p, tokens, jnp.arange(5)[None])
+      return jnp.mean(jax.nn.logsumexp(logits, -1))
+
+    chex.assert_trees_all_close(jax.grad(lambda p: loss(remat_graph, p))(params),
+                                jax.grad(lambda p: loss(graphdef, p))(params), atol=1e-5)
+
+  @parameterized.parameters("scratch_1m", "scratch_10m", "scratch_50m", "gemma3_270m",
+                            "smollm2_135m", "qwen3_1.7b", "qwen3_4b")
+  def test_registry_param_counts(self, name):
+    config = config_lib.get_config(name)
+    _, abstract = transformer.abstract_model(config)
+    self.assertEqual(transformer.param_count(abstract), memory.param_count(config))
+    expected = {"scratch_1m": 1.3e6, "scratch_10m": 11e6, "scratch_50m": 52e6,
+                "gemma3_270m": 268e6, "smollm2_135m": 135e6, "qwen3_1.7b": 1.72e9,
+                "qwen3_4b": 4.02e9}[name]
+    np.testing.assert_allclose(memory.param_count(config), expected, rtol=0.1)
+
+  def test_config_json_round_trip_and_errors(self):
+    config = config_lib.get_config("gemma3_270m")
+    self.assertEqual(config_lib.ModelConfig.from_json(config.to_json()), config)
+    with self.assertRaisesRegex(ValueError, "num_kv_heads"):
+      config.replace(num_kv_heads=3)
+    with self.assertRaisesRegex(KeyError, "registered"):
+      config_lib.get_config("gpt5")
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -78,7 +78,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   settings = policy_lib.PolicySettings(
       max_prompt_rows=config.data.max_prompt_rows,
       max_context_fidelities=config.data.max_context_fidelities,
-      turn_tokens=config.policy.turn_tokens, temperature=config.eval.temperature)
+      turn_tokens=config.policy.turn_tokens, think_tokens=config.policy.think_tokens,
+      temperature=config.eval.temperature)
   shown = [policy_lib.prompt_experiment(e, tables[e.task], settings) for e in curated]
   train = [e for e in shown if e.split == "train"]
   limit = config.data.max_train_experiments

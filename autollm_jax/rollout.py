@@ -45,16 +45,20 @@ class RolloutConfig:
     turn_tokens: the most tokens of one turn (reasoning and action); a turn that reaches it
       without completing its action does not parse (the trial is lost).
     temperature, top_k, top_p: sampling (temperature 0 is greedy).
+    think_tokens: the most reasoning tokens of a turn; then `<execute>` is forced and the
+      action follows (None: no limit). With it, every turn completes its action as long as
+      turn_tokens leaves room for the longest action.
   """
 
   turn_tokens: int
   temperature: float = 1.0
   top_k: int | None = None
   top_p: float | None = None
+  think_tokens: int | None = None
 
   def sampling(self) -> sampler_lib.SamplingParams:
     return sampler_lib.SamplingParams(self.turn_tokens, self.temperature, self.top_k,
-                                      self.top_p)
+                                      self.top_p, self.think_tokens)
 
 
 @flax.struct.dataclass
@@ -85,6 +89,16 @@ def buffer_length(prompt_len: int, max_budget: int, turn_tokens: int, feedback_l
   """Slots of the token buffer and the cache: the prompt, then per turn its tokens and
   feedback (plus one slot per turn for the turn's last token fed with the feedback)."""
   return prompt_len + max_budget * (turn_tokens + feedback_len + 1)
+
+
+def action_grammar(env_params: env_lib.EnvParams) -> sampler_lib.Grammar:
+  """The environment's action grammar for the sampler: reasoning states are free text, and
+  `<execute>` is what a turn's reasoning is cut off with."""
+  g = env_params.grammar
+  return sampler_lib.Grammar(
+      g.next_state, g.allowed,
+      is_free=jnp.zeros(g.next_state.shape[0], bool).at[g.free_state].set(True),
+      force_id=env_params.execute_id)
 
 
 def _write_rows(buffer: Array, chunk: Array, offset: Int[Array, " B"]) -> Array:
@@ -118,7 +132,12 @@ def rollout(graphdef: nnx.GraphDef, params: nnx.State, model_config: ModelConfig
   length = buffer_length(prompt_len, turns, n, feedback_len)
   pad_id = env_params.pad_id
   model = nnx.merge(graphdef, params)
-  grammar = sampler_lib.Grammar(env_params.grammar.next_state, env_params.grammar.allowed)
+  grammar = action_grammar(env_params)
+  action_len = env_params.act_forced.shape[1]
+  if (config.think_tokens is not None and
+      config.turn_tokens < config.think_tokens + action_len + 1):
+    raise ValueError(f"turn_tokens={config.turn_tokens} leaves no room for the action: it must "
+                     f"be at least think_tokens + {action_len + 1} (the longest action)")
   stop_ids = jnp.array([stop_id], jnp.int32)
 
   cache = init_cache(model_config, batch, length)

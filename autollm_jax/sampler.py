@@ -37,11 +37,15 @@ class SamplingParams:
     temperature: 0 for greedy, else the softmax temperature.
     top_k: keep the k most likely tokens (None: all).
     top_p: keep the smallest set of tokens with this much probability (None or 1: all).
+    max_free_tokens: with a grammar that marks free-text states, the most tokens a sequence
+      may write in them; then the grammar's force token is emitted (e.g. an agent's
+      reasoning is cut off and its action begins). None: no limit.
   """
   max_new_tokens: int
   temperature: float = 0.0
   top_k: int | None = None
   top_p: float | None = None
+  max_free_tokens: int | None = None
 
 
 @flax.struct.dataclass
@@ -52,9 +56,14 @@ class Grammar:
     next_state: [S, V] int32, the state after emitting token v in state s.
     allowed: [S, V] bool, tokens that may be emitted in state s (a state allowing every
       token is free text; a chain of states s -> s + 1 gives per-position masks).
+    is_free: optional [S] bool, the free-text states counted against
+      SamplingParams.max_free_tokens.
+    force_id: optional [] int32, the token emitted once a sequence's free text is used up.
   """
   next_state: Int[Array, "S V"]
   allowed: Bool[Array, "S V"]
+  is_free: Bool[Array, "S"] | None = None
+  force_id: Int[Array, ""] | None = None
 
 
 @flax.struct.dataclass
@@ -90,6 +99,7 @@ class _LoopState:
   logprobs: Float[Array, "B N"]
   done: Bool[Array, "B"]
   grammar_state: Int[Array, "B"]
+  free_tokens: Int[Array, "B"]
   cache: KVCache
 
 
@@ -158,10 +168,22 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
   if grammar_state is None:
     grammar_state = jnp.zeros((batch,), jnp.int32)
 
+  limit_free = grammar is not None and sampling.max_free_tokens is not None
+  if limit_free and (grammar.is_free is None or grammar.force_id is None):
+    raise ValueError("max_free_tokens needs a grammar with is_free and force_id")
+
   def pick(logits, state: _LoopState) -> _LoopState:
     masked = logits
+    free_tokens = state.free_tokens
     if grammar is not None:
-      masked = jnp.where(grammar.allowed[state.grammar_state], logits, -jnp.inf)
+      allowed = grammar.allowed[state.grammar_state]
+      if limit_free:
+        in_free = grammar.is_free[state.grammar_state]
+        used_up = in_free & (free_tokens >= sampling.max_free_tokens)
+        allowed = jnp.where(used_up[:, None],
+                            jnp.arange(logits.shape[-1]) == grammar.force_id, allowed)
+        free_tokens = free_tokens + (in_free & ~state.done)
+      masked = jnp.where(allowed, logits, -jnp.inf)
     token = sample_logits(masked, jax.random.fold_in(key, state.step), sampling)
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], -1)[:, 0]
     token = jnp.where(state.done, pad_id, token)
@@ -175,7 +197,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
         last_token=token, last_real=~done,
         tokens=state.tokens.at[:, state.step].set(token),
         logprobs=state.logprobs.at[:, state.step].set(logprob),
-        done=done, grammar_state=gstate, step=state.step + 1)
+        done=done, grammar_state=gstate, free_tokens=free_tokens, step=state.step + 1)
 
   def body(state: _LoopState) -> _LoopState:
     # Rows that stopped feed a masked token, which no later query can see.
@@ -192,7 +214,8 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
       last_real=jnp.zeros((batch,), bool),
       positions=positions, tokens=jnp.full((batch, steps), pad_id, jnp.int32),
       logprobs=jnp.zeros((batch, steps), jnp.float32), done=jnp.zeros((batch,), bool),
-      grammar_state=grammar_state.astype(jnp.int32), cache=cache)
+      grammar_state=grammar_state.astype(jnp.int32), free_tokens=jnp.zeros((batch,), jnp.int32),
+      cache=cache)
   state = jax.lax.while_loop(cond, body, pick(logits, state))
   first_stop = jnp.argmax(jnp.isin(state.tokens, stop_ids), axis=1)
   lengths = jnp.where(state.done, first_stop + 1, state.step)

@@ -46,7 +46,8 @@ def setup():
   table = tasks.load_task("pretrain_steplaw")
   exps = [e for e in experiments_lib.curate([table], seed=0) if e.split == "train"]
   settings = policy.PolicySettings(max_prompt_rows=4, max_context_fidelities=2,
-                                   turn_tokens=TURN_TOKENS.value, temperature=1.0)
+                                   turn_tokens=TURN_TOKENS.value,
+                                   think_tokens=TURN_TOKENS.value // 2, temperature=1.0)
   exps = [policy.prompt_experiment(e, table, settings) for e in exps[:BATCH.value]]
   texts = [protocol.render_prompt(table, e, 4) for e in exps]
   texts.append(protocol.render_turn("the optimum moved", table.param_names, [1e-3, 256.0]) +
@@ -62,8 +63,10 @@ def device_loop(tables, exps, tok, settings, config, graphdef, params):
   env_params = jax.device_put(env_lib.build_env_params(tables, exps, tok))
   prompts = policy.prompt_tokens(tables, exps, tok, settings)
   tokens, mask = rollout.prompt_batch(prompts, tok.pad_id)
-  run = rollout.jit_rollout(graphdef, config, rollout.RolloutConfig(settings.turn_tokens, 1.0),
-                            rollout.stop_token(tok))
+  run = rollout.jit_rollout(
+      graphdef, config,
+      rollout.RolloutConfig(settings.turn_tokens, 1.0, think_tokens=settings.think_tokens),
+      rollout.stop_token(tok))
   ids = jnp.arange(len(exps))
 
   def play(seed):
@@ -82,10 +85,9 @@ def host_loop(tables, exps, tok, settings, config, graphdef, params):
   max_budget = max(e.budget for e in exps)
   feedback_len = env_params.feedback_len
   length = rollout.buffer_length(tokens.shape[1], max_budget, n, feedback_len)
-  sampling = sampler_lib.SamplingParams(n, 1.0)
+  sampling = sampler_lib.SamplingParams(n, 1.0, max_free_tokens=settings.think_tokens)
   stop = jnp.array([rollout.stop_token(tok)], jnp.int32)
-  grammar_tables = sampler_lib.Grammar(env_params.grammar.next_state,
-                                       env_params.grammar.allowed)
+  grammar_tables = rollout.action_grammar(env_params)
   start_state = env_params.grammar.free_state[env_params.task]
   prefill = jax.jit(lambda p, t, m, c: sampler_lib.prefill(graphdef, p, t, m, c))
   decode = jax.jit(lambda p, l, pos, c, k: sampler_lib.decode(

@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl.reward_mode = "terminal"  # or "shaped" (per-trial improvements)
   c.rl.regret_kind = "strict"
   c.rl.turn_tokens = c.policy.get_ref("turn_tokens")
+  c.rl.think_tokens = c.policy.get_ref("think_tokens")
   c.rl.temperature = 1.0
   c.rl.top_k = 0  # 0: off
   c.rl.top_p = 0.0  # 0: off

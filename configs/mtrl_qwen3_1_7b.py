@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.max_seq_len = 8192
   c.mesh.fsdp = 4
   c.mesh.tensor = 2
+  c.policy.think_tokens = 384
   c.policy.turn_tokens = 512
   c.sft.batch_size = 32
   c.sft.grad_accum_steps = 4

@@ -25,7 +25,7 @@ def rl_config(**overrides):
   c = optimizer.default_optimizer_config(learning_rate=1e-3, warmup_steps=1, total_steps=8)
   c.update(dict(group_size=4, experiments_per_batch=2, iterations=3, epochs=2, minibatches=2,
                 grad_accum_steps=1, clip_eps=0.2, kl_coef=0.05,
-                loss_aggregation="token-mean", turn_tokens=16, temperature=1.5, top_k=0,
+                loss_aggregation="token-mean", turn_tokens=60, think_tokens=8, temperature=1.5, top_k=0,
                 top_p=0.0, log_every=1, checkpoint_every=1))
   c.update(overrides)
   return ml_collections.ConfigDict(c)

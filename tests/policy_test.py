@@ -16,8 +16,8 @@ from autollm_jax.agents import policy
 from autollm_jax.model import config as model_config
 from autollm_jax.model import transformer
 
-SETTINGS = policy.PolicySettings(max_prompt_rows=3, max_context_fidelities=1, turn_tokens=20,
-                                 temperature=1.5, batch_size=4)
+SETTINGS = policy.PolicySettings(max_prompt_rows=3, max_context_fidelities=1, turn_tokens=60,
+                                 think_tokens=8, temperature=1.5, batch_size=4)
 
 
 class PolicyAgentTest(absltest.TestCase):

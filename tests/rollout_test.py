@@ -88,6 +88,29 @@ class RolloutTest(absltest.TestCase):
     np.testing.assert_allclose(logp * r.loss_mask, r.logprobs, atol=2e-3)
     self.assertGreater(r.loss_mask.sum(), 50)
 
+  def test_think_limit_makes_every_action_parse(self):
+    tokens, mask = rollout.prompt_batch([self.prompts[i] for i in self.ids], self.tok.pad_id)
+    run = rollout.jit_rollout(
+        self.graphdef, self.config,
+        rollout.RolloutConfig(turn_tokens=60, temperature=1.5, think_tokens=8),
+        rollout.stop_token(self.tok))
+    r = jax.device_get(run(self.params, self.env_params, jnp.asarray(self.ids), tokens, mask,
+                           jax.random.key(3)))
+    budgets = np.array([self.experiments[i].budget for i in self.ids])
+    within = np.arange(r.history.shape[1]) < budgets[:, None]
+    self.assertTrue(np.all(r.history[within] >= 0), r.history)
+    self.assertTrue(np.all(r.history[~within] == -1))
+    self.assertTrue(np.all(r.turn_lengths[within] <= 60))
+
+  def test_turn_too_short_for_the_action_is_an_error(self):
+    tokens, mask = rollout.prompt_batch(self.prompts[:1], self.tok.pad_id)
+    run = rollout.jit_rollout(self.graphdef, self.config,
+                              rollout.RolloutConfig(turn_tokens=12, think_tokens=8),
+                              rollout.stop_token(self.tok))
+    with self.assertRaisesRegex(ValueError, "leaves no room for the action"):
+      run(self.params, self.env_params, jnp.zeros(1, jnp.int32), tokens, mask,
+          jax.random.key(0))
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -48,6 +48,7 @@ class PolicySettings:
     max_prompt_rows: cheap results shown per fidelity.
     max_context_fidelities: the cheap fidelities shown (nearest the target; 0: all).
     turn_tokens: the most tokens of one turn.
+    think_tokens: the most reasoning tokens of one turn (then the action is forced).
     temperature: sampling temperature at evaluation (0: greedy).
     batch_size: episodes played at once.
   """
@@ -55,6 +56,7 @@ class PolicySettings:
   max_prompt_rows: int
   max_context_fidelities: int
   turn_tokens: int
+  think_tokens: int
   temperature: float = 0.0
   batch_size: int = 64
 
@@ -104,7 +106,8 @@ class PolicyAgent:
     self.settings = settings
     self._rollout = rollout_lib.jit_rollout(
         graphdef, model_config,
-        rollout_lib.RolloutConfig(settings.turn_tokens, settings.temperature),
+        rollout_lib.RolloutConfig(settings.turn_tokens, settings.temperature,
+                                  think_tokens=settings.think_tokens),
         rollout_lib.stop_token(tokenizer))
 
   @classmethod

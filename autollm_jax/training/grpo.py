@@ -98,7 +98,7 @@ class GrpoTrainer:
     self.rollout = rollout_lib.jit_rollout(
         graphdef, model_config,
         rollout_lib.RolloutConfig(config.turn_tokens, config.temperature, config.top_k or None,
-                                  config.top_p or None), stop_id)
+                                  config.top_p or None, config.think_tokens), stop_id)
     self.score = jax.jit(lambda p, t, m: sequence_log_probs(graphdef, p, t, m))
     self.batch_sharding = NamedSharding(mesh, P(None, sharding_lib.FSDP))
     self._step = None
@@ -174,6 +174,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   Args:
     config: the `rl` fields (group_size, experiments_per_batch, iterations, epochs,
       minibatches, grad_accum_steps, clip_eps, kl_coef, loss_aggregation, turn_tokens,
+      think_tokens,
       temperature, top_k, top_p, optimizer fields, log_every, checkpoint_every).
     workdir: checkpoints in `<workdir>/checkpoints`, metrics in `<workdir>/metrics.jsonl`.
     model_config: the policy's architecture.

@@ -246,6 +246,20 @@ def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | No
   return out
 
 
+def nearest_context(experiment: Experiment, table: TaskTable, k: int) -> Experiment:
+  """The experiment with only its `k` cheap fidelities nearest the target (distance in log
+  scale), for prompts that must stay short; k = 0 keeps them all."""
+  if k <= 0 or len(experiment.context_fidelities) <= k:
+    return experiment
+  target = np.log(table.fidelity_scale[experiment.target_fidelity])
+  distance = [np.sum((np.log(table.fidelity_scale[f]) - target) ** 2)
+              for f in experiment.context_fidelities]
+  keep = tuple(sorted(experiment.context_fidelities[i] for i in np.argsort(distance)[:k]))
+  rows = np.asarray(experiment.context_rows)
+  return dataclasses.replace(experiment, context_fidelities=keep,
+                             context_rows=rows[np.isin(table.fidelity_index[rows], keep)])
+
+
 def describe(experiments: Sequence[Experiment]) -> str:
   """A readable summary: counts per split and task, and every test experiment."""
   lines = [f"{'split':6s} {'task':20s} {'experiments':>11s} {'targets':>7s} {'metrics':>7s} "

@@ -1,5 +1,6 @@
 """Tests of the agents (autollm_jax/agents/) on a synthetic task whose optimum is known."""
 
+import dataclasses
 import re
 
 from absl.testing import absltest
@@ -10,9 +11,14 @@ from autollm_jax import agents
 from autollm_jax import evaluation
 from autollm_jax import experiments
 from autollm_jax.agents import base
+from autollm_jax.agents import fsbo
+from autollm_jax.agents import gp_model
 from autollm_jax.agents import teacher as teacher_lib
 
 BUDGET = 5
+# Agents made small for tests: FSBO with few steps, as many of meta-training as of fine-tuning,
+# so that both run the same compiled step.
+SMALL = {"fsbo": lambda: fsbo.FSBO(meta_steps=50, finetune_steps=50)}
 
 
 class AgentsTest(parameterized.TestCase):
@@ -37,7 +43,7 @@ class AgentsTest(parameterized.TestCase):
 
   @parameterized.parameters("random", "topk", "teacher", "gp", "fsbo", "tpe")
   def test_finds_the_known_optimum_region(self, name):
-    agent = agents.make(name)
+    agent = SMALL[name]() if name in SMALL else agents.make(name)
     agent.fit([e for e in self.exps if e.split == "train"], self.tables)
     episode = evaluation.run_episode(agent, self.test, self.table, seed=0, budget=BUDGET)
     self.assertLen(episode.candidates, BUDGET)
@@ -84,6 +90,41 @@ class AgentsTest(parameterized.TestCase):
     order2, _, text = teacher.rank(self.obs, [trial])
     self.assertNotIn(first, order2)
     self.assertIn("After 1 trial", text)
+
+  def test_teacher_shares_the_prior_across_episodes_of_an_experiment(self):
+    teacher = agents.make("teacher")
+    again = base.Observation.from_experiment(dataclasses.replace(self.test, budget=2),
+                                             self.table)
+    self.assertIsNot(again, self.obs)
+    self.assertIs(teacher.prior(again), teacher.prior(self.obs))
+    other = next(e for e in self.exps if e.split == "train")
+    self.assertIsNot(teacher.prior(base.Observation.from_experiment(other, self.table)),
+                     teacher.prior(self.obs))
+
+  @parameterized.parameters("matern52", "rbf")
+  def test_gp_gradient_matches_finite_differences(self, kind):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 3))
+    y = np.sin(3 * x.sum(1))
+    v = rng.normal(size=5) * 0.5
+    _, grad = gp_model._objective(v, x, y, kind)
+    eps = 1e-6
+    numeric = [(gp_model._objective(v + d, x, y, kind)[0]
+                - gp_model._objective(v - d, x, y, kind)[0]) / (2 * eps)
+               for d in np.eye(5) * eps]
+    np.testing.assert_allclose(grad, numeric, atol=1e-7)
+
+  def test_gp_fit_interpolates_a_smooth_function(self):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(40, 2))
+    xq = rng.uniform(size=(10, 2))
+
+    def f(z):
+      return np.sin(3 * z[:, 0]) + z[:, 1] ** 2
+
+    mean, std = gp_model.fit(x, f(x)).predict(xq)
+    np.testing.assert_allclose(mean, f(xq), atol=0.05)
+    self.assertTrue(np.all(std < 0.1))
 
   def test_registry(self):
     self.assertEqual(set(agents.names()) >= {"random", "topk", "teacher", "gp", "fsbo", "tpe"},

@@ -52,7 +52,7 @@ class RecommendTest(parameterized.TestCase):
     line = next(l for l in stdout.splitlines() if l.strip().startswith("1 "))
     return line.split()[-1]
 
-  def test_ask_tell_round_trip_and_bad_tells(self):
+  def test_ask_tell_round_trip_and_bad_tell(self):
     first = self._run()
     self.assertEqual(first.returncode, 0, first.stderr)
     self.assertIn("reasoning: optimal lr", first.stdout)
@@ -66,16 +66,24 @@ class RecommendTest(parameterized.TestCase):
     saved = self.state.read_text()
     self.assertLen(json.loads(saved)["trials"], 1)
 
-    for bad, message in [("lr=0.001,bs=64", "is not NAME=NUMBER"),
-                         ("2.5", "not CONFIG=OUTCOME"),
-                         ("lr=0.001,bs=64=abc", "not a number"),
-                         ("lr=0.001,depth=3,bs=64=2.5", "unknown parameter"),
-                         ("lr=0.5,bs=64=2.5", "not in the grid"),
-                         ("lr=0.001=2.5", "lacks bs")]:
-      result = self._run(f"--tell={proposal}=2.4", f"--tell={bad}")
-      self.assertNotEqual(result.returncode, 0, bad)
-      self.assertIn(message, result.stderr, bad)
-      self.assertEqual(self.state.read_text(), saved, bad)  # untouched
+    # A bad tell after a good one: the call fails with the reason and saves neither.
+    result = self._run(f"--tell={proposal}=2.4", "--tell=lr=0.5,bs=64=2.5")
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("not in the grid", result.stderr)
+    self.assertEqual(self.state.read_text(), saved)
+
+  @parameterized.parameters(("lr=0.001,bs=64", "is not NAME=NUMBER"),
+                            ("2.5", "not CONFIG=OUTCOME"),
+                            ("lr=0.001,bs=64=abc", "not a number"),
+                            ("lr=0.001,depth=3,bs=64=2.5", "unknown parameter"),
+                            ("lr=0.5,bs=64=2.5", "not in the grid"),
+                            ("lr=0.001=2.5", "lacks bs"))
+  def test_bad_tells_are_refused_whole(self, bad, message):
+    state = session.new_state(self.obs)
+    good = f"{session.config_text(self.obs, self.obs.candidates[7])}=2.4"
+    with self.assertRaisesRegex(session.SessionError, message):
+      session.tell(state, self.obs, [good, bad])
+    self.assertEqual(state["trials"], [])
 
   def test_tell_maps_to_the_grid_and_keeps_state_immutable(self):
     state = session.new_state(self.obs)

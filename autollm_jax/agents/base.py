@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Mapping, Sequence
+import functools
+import hashlib
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -103,6 +105,16 @@ class Observation:
         context=tuple(context), param_budget=experiment.param_budget,
         budget_quantile=experiment.budget_quantile)
 
+  @functools.cached_property
+  def fingerprint(self) -> bytes:
+    """A digest of everything here but the budget: equal for observations of one experiment
+    built apart (one per episode, at several budgets), so agents can key caches on it."""
+    h = hashlib.sha1()
+    for f in dataclasses.fields(self):
+      if f.name != "budget":
+        _digest(h, getattr(self, f.name))
+    return h.digest()
+
   @property
   def num_candidates(self) -> int:
     return self.candidates.shape[0]
@@ -117,16 +129,39 @@ class Observation:
     return matching.features(np.asarray(configs, np.float64), self.transform)
 
   def match(self, config: np.ndarray, exclude: Sequence[int] = ()) -> int:
-    """The index of the candidate nearest to `config`, skipping `exclude` while any is left."""
+    """The index of the candidate nearest to `config` (out-of-range values clipped to the
+    candidates' range, as the environments do), skipping `exclude` while any is left."""
     valid = np.ones(self.num_candidates, bool)
     valid[list(exclude)] = False
     if not valid.any():
       valid[:] = True
-    return int(matching.nearest(self.features(self.candidates), self.features(config),
-                                self.transform, valid))
+    candidates = self.features(self.candidates)
+    query = matching.clip_query(self.features(config), candidates.max(axis=0), self.transform)
+    return int(matching.nearest(candidates, query, self.transform, valid))
 
   def format_config(self, config: np.ndarray) -> str:
     return " ".join(f"{p.name}={v:.3g}" for p, v in zip(self.params, config))
+
+
+def _digest(h: Any, value: Any) -> None:
+  """Feeds `value` (arrays, mappings, sequences and dataclasses of them, or values with a
+  faithful repr) to the hash `h`, with delimiters so that different structures differ."""
+  if isinstance(value, (str, int, float, type(None))):
+    h.update(f"{value!r};".encode())
+  elif isinstance(value, np.ndarray):
+    h.update(f"array{value.dtype}{value.shape}".encode())
+    h.update(np.ascontiguousarray(value).tobytes())
+  elif isinstance(value, (tuple, list)):
+    h.update(b"(")
+    for item in value:
+      _digest(h, item)
+    h.update(b")")
+  elif isinstance(value, Mapping):
+    _digest(h, sorted(value.items()))
+  elif dataclasses.is_dataclass(value):
+    _digest(h, [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)])
+  else:
+    h.update(f"{value!r};".encode())
 
 
 @dataclasses.dataclass(frozen=True)

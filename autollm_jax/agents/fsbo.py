@@ -37,7 +37,10 @@ def _init(key: jax.Array, num_params: int) -> dict:
       "b1": jnp.zeros(HIDDEN),
       "w2": jax.random.normal(k2, (HIDDEN, HIDDEN)) / np.sqrt(HIDDEN),
       "b2": jnp.zeros(HIDDEN),
-      "theta": gp_model.init_theta(HIDDEN, lengthscale=float(np.sqrt(HIDDEN)))}
+      # float32, not weakly typed: the trained model then has the same types, and fine-tuning
+      # reuses meta-training's compiled step.
+      "theta": jax.tree.map(lambda v: jnp.asarray(v, jnp.float32),
+                            gp_model.init_theta(HIDDEN, lengthscale=float(np.sqrt(HIDDEN))))}
 
 
 def embed(model: dict, x: jax.Array) -> jax.Array:
@@ -46,8 +49,19 @@ def embed(model: dict, x: jax.Array) -> jax.Array:
   return jnp.tanh(h @ model["w2"] + model["b2"])
 
 
-def _loss(model, x, y, mask):
-  return gp_model.neg_log_likelihood(model["theta"], embed(model, x), y, mask, "rbf")
+def _loss(model: dict, x: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
+  """Negative log marginal likelihood plus hyperprior, per real row, of a padded batch x [B, P]
+  -> y [B] (mask [B]: 0 for padding; a padded row gets no covariance with the others, unit
+  variance and target 0, which leaves the real rows' likelihood unchanged)."""
+  theta = model["theta"]
+  z = embed(model, x)
+  k = gp_model.kernel(z, z, theta["log_lengthscale"], theta["log_signal"], "rbf", xp=jnp)
+  noise = jnp.exp(theta["log_noise"]) + gp_model.JITTER
+  gram = k * mask[:, None] * mask[None, :] + jnp.diag(mask * noise + 1.0 - mask)
+  chol = jnp.linalg.cholesky(gram)
+  alpha = jax.scipy.linalg.cho_solve((chol, True), y * mask)
+  nll = 0.5 * jnp.dot(y * mask, alpha) + jnp.sum(jnp.log(jnp.diag(chol)))
+  return (nll + gp_model.hyperprior(theta, xp=jnp)) / jnp.maximum(mask.sum(), 1.0)
 
 
 @functools.partial(jax.jit, static_argnames=("learning_rate",))
@@ -81,8 +95,18 @@ def _batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
 class FSBO(base.Agent):
   name = "fsbo"
 
-  def __init__(self, seed: int = 0):
+  def __init__(self, seed: int = 0, meta_steps: int = META_STEPS,
+               finetune_steps: int = FINETUNE_STEPS):
+    """An FSBO agent (meta-train it with `fit`).
+
+    Args:
+      seed: seeds the MLP's initialization and the order of the batches.
+      meta_steps: Adam steps (one batch each) of meta-training, per task.
+      finetune_steps: Adam steps of fine-tuning on an experiment's cheap results.
+    """
     self.seed = seed
+    self.meta_steps = meta_steps
+    self.finetune_steps = finetune_steps
     self.models: dict[str, dict] = {}
     self._cached = None
 
@@ -97,10 +121,11 @@ class FSBO(base.Agent):
           y = table.metric(e.metric).sign() * table.outcomes[
               e.candidate_rows, table.metric_column(e.metric)]
           data.append((obs.features(obs.candidates), _standardize(y)))
-      batches = [_batch(*data[rng.integers(len(data))], rng) for _ in range(META_STEPS)]
+      batches = [_batch(*data[rng.integers(len(data))], rng) for _ in range(self.meta_steps)]
       xs, ys, masks = (jnp.asarray(np.stack(b)) for b in zip(*batches))
       model = _init(jax.random.PRNGKey(self.seed), len(table.params))
-      self.models[task] = _train(model, xs, ys, masks, 1e-3)
+      with gp_model.single_threaded_blas():
+        self.models[task] = jax.block_until_ready(_train(model, xs, ys, masks, 1e-3))
 
   def _prior(self, obs: base.Observation, rng: np.random.Generator):
     if self._cached is None or self._cached[0] is not obs:
@@ -109,12 +134,13 @@ class FSBO(base.Agent):
         model = _init(jax.random.PRNGKey(self.seed), len(obs.params))
       cheap = base.nearest_fidelity(obs)
       x, y = obs.features(cheap.configs), _standardize(cheap.y)
-      batches = [_batch(x, y, rng) for _ in range(FINETUNE_STEPS)]
+      batches = [_batch(x, y, rng) for _ in range(self.finetune_steps)]
       xs, ys, masks = (jnp.asarray(np.stack(b)) for b in zip(*batches))
-      model = _train(model, xs, ys, masks, 1e-3)
+      with gp_model.single_threaded_blas():
+        model = jax.block_until_ready(_train(model, xs, ys, masks, 1e-3))
       scale = float(np.std(np.minimum(cheap.y, np.quantile(cheap.y, CLIP_QUANTILE))))
-      gp = gp_model.fit(np.asarray(embed(model, jnp.asarray(x))), y, kind="rbf", steps=0,
-                        theta=model["theta"], offset=0.0, scale=1.0)
+      gp = gp_model.fit(np.asarray(embed(model, jnp.asarray(x))), y, kind="rbf",
+                        optimize=False, theta=model["theta"], offset=0.0, scale=1.0)
       feats = np.asarray(embed(model, jnp.asarray(obs.features(obs.candidates))))
       mean, std = gp.predict(feats)
       self._cached = (obs, model, feats, mean * scale, std * scale, scale)
@@ -124,13 +150,9 @@ class FSBO(base.Agent):
               rng: np.random.Generator) -> base.Proposal:
     model, feats, mean, std, scale = self._prior(obs, rng)
     if history:
-      idx = np.array([t.candidate for t in history])
-      residual = np.array([t.y for t in history]) - mean[idx]
-      offset = float(residual.mean())
-      gp = gp_model.fit(feats[idx], residual - offset, kind="rbf", steps=0,
-                        theta=model["theta"], offset=0.0, scale=scale)
-      r_mean, std = gp.predict(feats)
-      mean = mean + offset + r_mean
+      mean, std = gp_model.refine(mean, feats, np.array([t.candidate for t in history]),
+                                  np.array([t.y for t in history]), model["theta"], scale,
+                                  "rbf")
       best = min(t.y for t in history)
     else:
       best = float(mean.min())

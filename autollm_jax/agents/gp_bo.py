@@ -23,7 +23,7 @@ class GPBO(base.Agent):
 
   def __init__(self, kind: str = "matern52"):
     self.kind = kind
-    self._cached: tuple[base.Observation, gp_model.GP, np.ndarray, np.ndarray] | None = None
+    self._cached: tuple[bytes, gp_model.GP, np.ndarray, np.ndarray] | None = None
 
   def prior_gp(self, obs: base.Observation, cheap: base.CheapResults) -> gp_model.GP:
     """The GP of one cheap fidelity's results (features in the candidates' space)."""
@@ -31,10 +31,10 @@ class GPBO(base.Agent):
     return gp_model.fit(obs.features(cheap.configs), y, kind=self.kind)
 
   def _prior(self, obs: base.Observation):
-    if self._cached is None or self._cached[0] is not obs:
+    if self._cached is None or self._cached[0] != obs.fingerprint:
       gp = self.prior_gp(obs, base.nearest_fidelity(obs))
       mean, std = gp.predict(obs.features(obs.candidates))
-      self._cached = (obs, gp, mean, std)
+      self._cached = (obs.fingerprint, gp, mean, std)
     return self._cached[1:]
 
   def propose(self, obs: base.Observation, history: Sequence[base.Trial],
@@ -43,13 +43,9 @@ class GPBO(base.Agent):
     prior, mean, std = self._prior(obs)
     feats = obs.features(obs.candidates)
     if history:
-      idx = np.array([t.candidate for t in history])
-      residual = np.array([t.y for t in history]) - mean[idx]
-      offset = float(residual.mean())
-      gp = gp_model.fit(feats[idx], residual - offset, kind=self.kind, steps=0,
-                        theta=prior.theta, offset=0.0, scale=prior.scale)
-      r_mean, std = gp.predict(feats)
-      mean = mean + offset + r_mean
+      mean, std = gp_model.refine(mean, feats, np.array([t.candidate for t in history]),
+                                  np.array([t.y for t in history]), prior.theta, prior.scale,
+                                  self.kind)
       best = min(t.y for t in history)
     else:
       best = float(mean.min())

@@ -9,18 +9,25 @@
    shifted so that its optimum moves where the trend says. Where no single parameter carries
    the signal (many parameters, e.g. 19 mixture weights) it is instead a regression of every
    cheap fidelity's results (as RegMix does), combined across fidelities by closeness to the
-   target in log scale.
+   target in log scale. Each regression is a GP in the feature space of its fidelity's own
+   configurations, so that experiments that share cheap results (most training experiments
+   of a task do) share the fit.
 4. Refinement: the prior plus a GP on the residuals of the target results seen so far; the
    next proposal is the untried candidate with the best posterior mean.
+
+The teacher keeps the priors (keyed by Observation.fingerprint: episodes of one experiment,
+whatever their seed or budget, share one) and the cheap-fidelity regressions it made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import hashlib
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
+from autollm_jax import matching
 from autollm_jax.agents import base
 from autollm_jax.agents import gp_model
 
@@ -29,6 +36,21 @@ TREND_MAX_PARAMS = 6
 CLIP_QUANTILE = 0.75  # cheap outcomes worse than this are flattened (diverged runs)
 RIDGE = 1e-3
 EXPLORATION = 0.0
+# How many experiment priors (small) and cheap-fidelity GPs (up to 0.5 MB) are kept, the most
+# recently used: priors enough for every training experiment of the gym.
+PRIOR_CACHE_SIZE = 256
+GP_CACHE_SIZE = 32
+
+_T = TypeVar("_T")
+
+
+def _memo(cache: dict[bytes, _T], key: bytes, make: Callable[[], _T], size: int) -> _T:
+  """cache[key], made on a miss; the cache keeps its `size` most recently used entries."""
+  value = cache.pop(key) if key in cache else make()
+  cache[key] = value
+  if len(cache) > size:
+    del cache[next(iter(cache))]
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +61,14 @@ class Prior:
     mean: float64[n] predicted y (lower is better) at every candidate, natural units.
     theta: GP hyperparameters for the residual model.
     scale: the natural-unit scale of the GP's standardized targets.
+    features: float64[n, P] the candidates in the residual model's feature space.
     reasoning: text with the numbers used.
   """
 
   mean: np.ndarray
   theta: dict
   scale: float
+  features: np.ndarray
   reasoning: str
 
 
@@ -104,15 +128,14 @@ class Teacher(base.Agent):
   name = "teacher"
 
   def __init__(self):
-    self._cached: tuple[base.Observation, Prior] | None = None
+    self._priors: dict[bytes, Prior] = {}
+    self._cheap_gps: dict[bytes, gp_model.GP] = {}
 
   def prior(self, obs: base.Observation) -> Prior:
-    if self._cached is None or self._cached[0] is not obs:
-      numeric = sum(p.scale != "categorical" for p in obs.params)
-      prior = (self._trend_prior(obs) if numeric <= TREND_MAX_PARAMS
-               else self._regression_prior(obs))
-      self._cached = (obs, prior)
-    return self._cached[1]
+    """The prior of an experiment, made once (episodes of one experiment share it)."""
+    numeric = sum(p.scale != "categorical" for p in obs.params)
+    make = (self._trend_prior if numeric <= TREND_MAX_PARAMS else self._regression_prior)
+    return _memo(self._priors, obs.fingerprint, lambda: make(obs), PRIOR_CACHE_SIZE)
 
   def _trend_prior(self, obs: base.Observation) -> Prior:
     optima = np.stack([optimum_location(obs, c) for c in obs.context])
@@ -152,17 +175,31 @@ class Teacher(base.Agent):
     is_cat = np.array([p.scale == "categorical" for p in obs.params])
     shift = np.where(is_cat, 0.0, obs.features(natural) - obs.features(cheap_opt))
     gp = gp_model.fit(obs.features(cheap.configs), _clipped(cheap.y))
-    mean, _ = gp.predict(obs.features(obs.candidates) - shift)
+    feats = obs.features(obs.candidates)
+    mean, _ = gp.predict(feats - shift)
     lines.append(f"So I take the landscape measured at {cheap.name}, moved by that shift")
-    return Prior(mean, gp.theta, gp.scale, ". ".join(lines) + ".")
+    return Prior(mean, gp.theta, gp.scale, feats, ". ".join(lines) + ".")
+
+  def _cheap_gp(self, obs: base.Observation, cheap: base.CheapResults
+                ) -> tuple[gp_model.GP, np.ndarray]:
+    """A GP of one cheap fidelity's (clipped) results in the feature space of its own
+    configurations, fitted once per distinct results, and float64[n, P] the candidates in
+    that space."""
+    transform = matching.feature_transform(obs.params, cheap.configs)
+    y = _clipped(cheap.y)
+    key = hashlib.sha1(b"".join([str(cheap.configs.shape).encode(), transform.tobytes(),
+                                 cheap.configs.tobytes(), y.tobytes()])).digest()
+    gp = _memo(self._cheap_gps, key,
+               lambda: gp_model.fit(matching.features(cheap.configs, transform), y),
+               GP_CACHE_SIZE)
+    return gp, matching.features(obs.candidates, transform)
 
   def _regression_prior(self, obs: base.Observation) -> Prior:
-    feats = obs.features(obs.candidates)
-    means, gps = [], []
+    means, fits = [], []
     for cheap in obs.context:
-      gp = gp_model.fit(obs.features(cheap.configs), _clipped(cheap.y))
+      gp, feats = self._cheap_gp(obs, cheap)
       means.append(gp.predict(feats)[0])
-      gps.append(gp)
+      fits.append((gp, feats))
     # Cross-size rank correlations are weak here (about 0.6), and a straight line through
     # noisy per-fidelity predictions amplifies their noise (on ADMIRE it lowered the rank
     # correlation with the 7B outcomes); so the trend is a zero-slope fit in log scale that
@@ -183,7 +220,8 @@ class Teacher(base.Agent):
             f"weighting each fidelity by its closeness in log scale to the target "
             f"{_fmt_scale(obs, obs.target_scale)}. The top candidate "
             f"({obs.format_config(obs.candidates[best])}) is predicted {trail}")
-    return Prior(combined, gps[nearest].theta, gps[nearest].scale, text + ".")
+    gp, feats = fits[nearest]
+    return Prior(combined, gp.theta, gp.scale, feats, text + ".")
 
   def posterior_mean(self, obs: base.Observation, history: Sequence[base.Trial]
                      ) -> np.ndarray:
@@ -191,13 +229,10 @@ class Teacher(base.Agent):
     prior = self.prior(obs)
     if not history:
       return prior.mean
-    idx = np.array([t.candidate for t in history])
-    residual = np.array([t.y for t in history]) - prior.mean[idx]
-    offset = float(np.mean(residual))
-    gp = gp_model.fit(obs.features(obs.candidates[idx]), residual - offset, steps=0,
-                      theta=prior.theta, offset=0.0, scale=prior.scale)
-    mean, std = gp.predict(obs.features(obs.candidates))
-    return prior.mean + offset + mean - EXPLORATION * std
+    mean, std = gp_model.refine(prior.mean, prior.features,
+                                np.array([t.candidate for t in history]),
+                                np.array([t.y for t in history]), prior.theta, prior.scale)
+    return mean - EXPLORATION * std
 
   def rank(self, obs: base.Observation, history: Sequence[base.Trial]
            ) -> tuple[np.ndarray, np.ndarray, str]:

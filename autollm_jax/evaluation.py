@@ -51,8 +51,7 @@ def run_episode(agent: base.Agent, experiment: Experiment, table: TaskTable, see
                 budget: int | None = None, obs: base.Observation | None = None) -> Episode:
   """Runs `agent` for `budget` trials (default: the experiment's) and scores each prefix.
 
-  `obs` is the experiment's Observation, when the caller reuses one across seeds (agents
-  cache what they derive from an Observation by identity).
+  `obs` is the experiment's Observation, when the caller reuses one across seeds.
   """
   budget = budget or experiment.budget
   obs = obs or base.Observation.from_experiment(experiment, table)

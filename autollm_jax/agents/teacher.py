@@ -242,17 +242,23 @@ class Teacher(base.Agent):
     order = left[np.argsort(mean[left], kind="stable")]
     text = self.prior(obs).reasoning
     if history:
-      best = min(history, key=lambda t: t.y)
-      text += (f" After {len(history)} trial(s) the best is {obs.format_config(best.config)} "
-               f"with {obs.metric.name}={best.outcome:.4g}; I correct the prediction by the "
-               f"gaps between predicted and measured outcomes.")
+      text += " " + self._refinement(obs, history)
     predicted = obs.metric.sign() * mean[order]
     return order, predicted, text
+
+  def _refinement(self, obs: base.Observation, history: Sequence[base.Trial]) -> str:
+    best = min(history, key=lambda t: t.y)
+    return (f"After {len(history)} trial(s) the best is {obs.format_config(best.config)} "
+            f"with {obs.metric.name}={best.outcome:.4g}; I correct the prediction by the "
+            f"gaps between predicted and measured outcomes.")
 
   def propose(self, obs: base.Observation, history: Sequence[base.Trial],
               rng: np.random.Generator) -> base.Proposal:
     del rng
     order, predicted, text = self.rank(obs, history)
+    if history:
+      # The cross-fidelity analysis was written in the first turn, which stays in the context.
+      text = self._refinement(obs, history)
     return base.Proposal(
         obs.candidates[order[0]],
         f"{text} Next: {obs.format_config(obs.candidates[order[0]])} (predicted "

@@ -2,8 +2,9 @@
 
 Stages (each resumes where a previous run stopped; `config.stages` chooses which run):
   simulate   curation, the teacher playing the train experiments in the text protocol, a
-             SentencePiece tokenizer trained on that text (models trained from scratch), the
-             tokenized trajectories                        -> <workdir>/simulation/
+             SentencePiece tokenizer trained on that text (models trained from scratch) or the
+             pretrained model's own with the protocol markers (config.model.checkpoint="gguf"),
+             the tokenized trajectories                    -> <workdir>/simulation/
   sft        policy distillation on the trajectories        -> <workdir>/sft/checkpoints
   rl         multi-turn GRPO from the distilled policy (KL to it)
                                                             -> <workdir>/rl/checkpoints
@@ -11,6 +12,8 @@ Stages (each resumes where a previous run stopped; `config.stages` chooses which
                                                             -> <workdir>/rl_only/checkpoints
   evaluate   the policies (agents sft, rl_only, sft_rl) and the baselines on the test split
                                                             -> <workdir>/eval/report.*
+A pretrained backbone (config.model.checkpoint="gguf": the GGUF weights of config.model.name)
+is where SFT and RL alone start; a model trained from scratch starts from a random init.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import json
 import os
 import pathlib
+from typing import TYPE_CHECKING
 
 from absl import logging
 import jax
@@ -32,6 +36,7 @@ from autollm_jax import env as env_lib
 from autollm_jax import evaluation
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import memory
+from autollm_jax import protocol_tokenizer
 from autollm_jax import report as report_lib
 from autollm_jax import rollout as rollout_lib
 from autollm_jax import sharding as sharding_lib
@@ -43,8 +48,12 @@ from autollm_jax.gym import tasks
 from autollm_jax.gym.table import TaskTable
 from autollm_jax.model import config as model_config_lib
 from autollm_jax.model import transformer
+from autollm_jax.tokenizer import Tokenizer, tokenizer_from_blob
 from autollm_jax.training import grpo
 from autollm_jax.training import sft
+
+if TYPE_CHECKING:
+  from autollm_jax.model import gguf_import
 
 STAGES = ("simulate", "sft", "rl", "rl_only", "evaluate")
 POLICY_STAGES = {"sft": "sft", "rl": "sft_rl", "rl_only": "rl_only"}
@@ -91,27 +100,40 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   return Setup(tables, train, test, settings)
 
 
-def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup
-             ) -> tuple[sp_tokenizer.SentencePieceTokenizer, list, list]:
-  """The teacher's trajectories and the tokenizer (built once, then read back)."""
+def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup,
+             tokenizer: Tokenizer | None = None) -> tuple[Tokenizer, list, list]:
+  """The teacher's trajectories and their tokenizer (built once, then read back).
+
+  Args:
+    tokenizer: a pretrained model's tokenizer with the protocol markers; None trains a
+      SentencePiece model on the trajectories' text.
+  """
   directory = workdir / "simulation"
-  tokenizer_path = directory / "tokenizer.model"
+  tokenizer_path = directory / "tokenizer.blob"
   if not (directory / "manifest.json").is_file():
     logging.info("simulating the teacher on %d train experiments x %d seeds x budgets %s",
                  len(s.train), len(config.simulation.seeds), config.simulation.budgets)
-    episodes = trajectories.simulate(teacher_lib.Teacher(), s.train, s.tables,
+    episodes = trajectories.simulate(teacher_lib.Teacher(config.simulation.reasoning),
+                                     s.train, s.tables,
                                      config.simulation.seeds, config.simulation.budgets,
                                      config.data.max_prompt_rows)
-    tokenizer = sp_tokenizer.train_sentencepiece([e.text for e in episodes],
-                                                 config.tokenizer.vocab_size)
+    if tokenizer is None:
+      tokenizer = sp_tokenizer.train_sentencepiece([e.text for e in episodes],
+                                                   config.tokenizer.vocab_size)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer_path.write_bytes(tokenizer.to_bytes())
-    trajectories.save(directory, episodes, tokenizer.to_bytes(), tokenizer,
+    tokenizer_path.write_bytes(tokenizer.to_blob())
+    trajectories.save(directory, episodes, tokenizer.to_blob(), tokenizer,
                       {"seed": config.seed, "agent": "teacher",
                        "seeds": list(config.simulation.seeds),
                        "budgets": list(config.simulation.budgets),
+                       "reasoning": config.simulation.reasoning,
                        "max_prompt_rows": config.data.max_prompt_rows})
-  tokenizer = sp_tokenizer.SentencePieceTokenizer.from_bytes(tokenizer_path.read_bytes())
+  saved = tokenizer_path.read_bytes()
+  if tokenizer is None:
+    tokenizer = tokenizer_from_blob(saved)
+  elif tokenizer.to_blob() != saved:
+    raise ValueError(f"{directory} was tokenized for another model than {config.model.name!r} "
+                     f"(its {tokenizer_path.name} differs); use a fresh --workdir")
   sequences, masks, manifest = trajectories.load(directory)
   logging.info("trajectories: %d episodes, %d tokens (%d agent tokens), teacher regret %.3f",
                manifest["episodes"], manifest["tokens"], manifest["agent_tokens"],
@@ -119,11 +141,33 @@ def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup
   return tokenizer, sequences, masks
 
 
+def _model_overrides(config: ml_collections.ConfigDict) -> dict:
+  return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+              remat=config.model.remat, max_seq_len=config.model.max_seq_len)
+
+
 def policy_model_config(config: ml_collections.ConfigDict, vocab_size: int):
-  return model_config_lib.get_config(
-      config.model.name, vocab_size=vocab_size, dtype=config.model.dtype,
-      param_dtype=config.model.param_dtype, remat=config.model.remat,
-      max_seq_len=config.model.max_seq_len)
+  """The config of a policy trained from scratch on a `vocab_size` tokenizer."""
+  return model_config_lib.get_config(config.model.name, vocab_size=vocab_size,
+                                     **_model_overrides(config))
+
+
+def pretrained_backbone(config: ml_collections.ConfigDict) -> gguf_import.Pretrained | None:
+  """The pretrained model to fine-tune (`gguf_import.Pretrained`, params in
+  config.model.param_dtype, its tokenizer with the protocol markers), or None when the policy
+  is trained from scratch (config.model.checkpoint empty)."""
+  checkpoint = config.model.checkpoint
+  if not checkpoint:
+    return None
+  # Imported here: it needs the model_import extra (gguf, tokenizers).
+  from autollm_jax.model import gguf_import  # pylint: disable=import-outside-toplevel
+  if checkpoint != "gguf":
+    raise ValueError(f"config.model.checkpoint={checkpoint!r}: the pipeline trains from scratch "
+                     "('') or fine-tunes the GGUF weights of config.model.name ('gguf', for "
+                     f"{', '.join(sorted(gguf_import.PRETRAINED_GGUF))})")
+  pretrained = gguf_import.load_pretrained(config.model.name, **_model_overrides(config))
+  return dataclasses.replace(pretrained, tokenizer=protocol_tokenizer.for_pretrained(
+      config.model.name, pretrained.tokenizer))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
@@ -135,9 +179,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   mesh = sharding_lib.make_mesh(config.mesh.fsdp, config.mesh.tensor)
   s = setup(config)
   logging.info("experiments: %d train, %d test", len(s.train), len(s.test))
-  tokenizer, sequences, masks = simulate(config, workdir, s)
-  blob = tokenizer.to_bytes()
-  model_config = policy_model_config(config, tokenizer.vocab_size)
+  pretrained = pretrained_backbone(config)
+  tokenizer, sequences, masks = simulate(config, workdir, s,
+                                         None if pretrained is None else pretrained.tokenizer)
+  blob = tokenizer.to_blob()
+  if pretrained is None:
+    model_config, init_params = policy_model_config(config, tokenizer.vocab_size), None
+  else:
+    model_config, init_params = pretrained.config, pretrained.params
   longest = max(len(x) for x in sequences)
   logging.info("%s", memory.estimate(model_config, config.sft.batch_size, longest).summary())
   graphdef, _ = transformer.abstract_model(model_config)
@@ -145,7 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   policies: dict[str, nnx.State] = {}
   if "sft" in stages:
     policies["sft"] = sft.train(config.sft, workdir / "sft", sequences, masks, model_config,
-                                blob, tokenizer.pad_id, mesh, seed=config.seed)
+                                blob, tokenizer.pad_id, mesh, init_params, seed=config.seed)
     s.settings.save(workdir / "sft" / "checkpoints")
   rl_stages = [st for st in ("rl", "rl_only") if st in stages]
   if rl_stages:
@@ -159,6 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       if "sft" not in policies:
         raise ValueError("the rl stage starts from the distilled policy: add 'sft' to stages")
       start = policies["sft"]
+    elif init_params is not None:
+      start = init_params
     else:
       _, start = nnx.split(transformer.create_model(model_config, config.seed + 1))
     policies[stage] = grpo.train(config.rl, workdir / stage, model_config, start, start,

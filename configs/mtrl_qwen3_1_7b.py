@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.max_train_experiments = 0
   c.data.max_prompt_rows = 8
   c.data.max_context_fidelities = 0
+  c.simulation.reasoning = "full"
   c.model.name = "qwen3_1.7b"
   c.model.checkpoint = ""  # a Hugging Face safetensors folder of Qwen3-1.7B
   c.model.dtype = "bfloat16"

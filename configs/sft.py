@@ -27,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.simulation = ml_collections.ConfigDict()
   c.simulation.seeds = (0, 1)
   c.simulation.budgets = (3,)
+  # "brief": the teacher writes only its conclusion, so that a small policy's turns stay short
+  # on a CPU; "full": its whole cross-fidelity analysis (configs for accelerators).
+  c.simulation.reasoning = "brief"
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.vocab_size = 1024

@@ -75,6 +75,14 @@ class AgentsTest(parameterized.TestCase):
     self.assertLess(episode.strict_regret[0], self.random[0])
     self.assertLess(episode.strict_regret[0], 0.1)
 
+  def test_brief_teacher_writes_only_its_conclusion_and_proposes_the_same(self):
+    full = agents.make("teacher").propose(self.obs, [], np.random.default_rng(0))
+    brief = teacher_lib.Teacher("brief").propose(self.obs, [], np.random.default_rng(0))
+    np.testing.assert_array_equal(brief.config, full.config)
+    self.assertTrue(brief.reasoning.startswith("Next: lr="), brief.reasoning)
+    self.assertTrue(full.reasoning.endswith(brief.reasoning))
+    self.assertLess(len(brief.reasoning), len(full.reasoning) / 3)
+
   def test_trend_fit_recovers_a_line(self):
     x = np.array([[-2.0], [-1.0], [-0.5]])
     slopes, at_target = teacher_lib.trend_fit(x, 3.0 + 0.7 * x[:, 0])

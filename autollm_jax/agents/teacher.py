@@ -127,7 +127,15 @@ class Teacher(base.Agent):
 
   name = "teacher"
 
-  def __init__(self):
+  def __init__(self, reasoning: str = "full"):
+    """Args:
+      reasoning: "full" writes the cross-fidelity analysis with its numbers (first turn) and
+        the refinement (later turns); "brief" writes only the conclusion (the configuration
+        chosen and its predicted outcome), for policies that must reason in few tokens.
+    """
+    if reasoning not in ("full", "brief"):
+      raise ValueError(f"reasoning={reasoning!r}: use 'full' or 'brief'")
+    self.reasoning = reasoning
     self._priors: dict[bytes, Prior] = {}
     self._cheap_gps: dict[bytes, gp_model.GP] = {}
 
@@ -259,7 +267,8 @@ class Teacher(base.Agent):
     if history:
       # The cross-fidelity analysis was written in the first turn, which stays in the context.
       text = self._refinement(obs, history)
-    return base.Proposal(
-        obs.candidates[order[0]],
-        f"{text} Next: {obs.format_config(obs.candidates[order[0]])} (predicted "
-        f"{obs.metric.name}={predicted[0]:.4g}).")
+    conclusion = (f"Next: {obs.format_config(obs.candidates[order[0]])} (predicted "
+                  f"{obs.metric.name}={predicted[0]:.4g}).")
+    if self.reasoning == "brief":
+      return base.Proposal(obs.candidates[order[0]], conclusion)
+    return base.Proposal(obs.candidates[order[0]], f"{text} {conclusion}")

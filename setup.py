@@ -17,12 +17,13 @@ INSTALL_REQUIRES = [
     "jaxtyping>=0.2.36",
     "absl-py>=2.1",
     "ml_collections>=1.0",
+    "scipy>=1.11",
+    "matplotlib>=3.8",
 ]
 
 EXTRAS_REQUIRE = {
-    "tests": ["pytest>=8", "scipy>=1.11"],
-    "plots": ["matplotlib>=3.8"],
-    "baselines": ["scipy>=1.11", "optuna>=3.6"],
+    "tests": ["pytest>=8"],
+    "baselines": ["optuna>=3.6"],
     "model_import": ["gguf>=0.10", "tokenizers>=0.19", "safetensors>=0.4"],
 }
 EXTRAS_REQUIRE["all"] = sorted({r for reqs in EXTRAS_REQUIRE.values() for r in reqs})

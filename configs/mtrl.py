@@ -28,10 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.stages = "simulate,sft,rl,rl_only,evaluate"
 
   c.rl = ml_collections.ConfigDict()
-  c.rl.iterations = 20
-  c.rl.experiments_per_batch = 8
+  c.rl.iterations = 6
+  c.rl.experiments_per_batch = 2
   c.rl.group_size = 4
-  c.rl.epochs = 2
+  c.rl.epochs = 1
   c.rl.minibatches = 2
   c.rl.grad_accum_steps = 1
   c.rl.clip_eps = 0.2
@@ -53,5 +53,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl.b2 = 0.99
   c.rl.grad_clip_norm = 1.0
   c.rl.log_every = 1
-  c.rl.checkpoint_every = 5
+  c.rl.checkpoint_every = 3
   return c

@@ -20,9 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The 19-weight mixtures make prompts of thousands of tokens: kept out of the CPU default.
   c.data.tasks = ("pretrain_steplaw", "arch_hwgpt")
   c.data.curation_seed = 0
-  c.data.max_train_experiments = 64  # 0: all
-  c.data.max_prompt_rows = 4  # cheap results shown per fidelity
-  c.data.max_context_fidelities = 2  # the cheap fidelities nearest the target; 0: all
+  c.data.max_train_experiments = 48  # 0: all
+  c.data.max_prompt_rows = 3  # cheap results shown per fidelity
+  c.data.max_context_fidelities = 1  # the cheap fidelities nearest the target; 0: all
 
   c.simulation = ml_collections.ConfigDict()
   c.simulation.seeds = (0, 1)
@@ -51,18 +51,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.tensor = 1
 
   c.sft = ml_collections.ConfigDict()
-  c.sft.batch_size = 8
+  c.sft.batch_size = 4
   c.sft.grad_accum_steps = 1
-  c.sft.total_steps = 300
+  c.sft.total_steps = 120
   c.sft.learning_rate = 3e-3
-  c.sft.warmup_steps = 30
+  c.sft.warmup_steps = 12
   c.sft.final_lr_fraction = 0.1
   c.sft.weight_decay = 0.01
   c.sft.b1 = 0.9
   c.sft.b2 = 0.95
   c.sft.grad_clip_norm = 1.0
   c.sft.log_every = 10
-  c.sft.checkpoint_every = 100
+  c.sft.checkpoint_every = 40
 
   c.eval = ml_collections.ConfigDict()
   c.eval.agents = ("random", "topk", "teacher")

@@ -18,7 +18,7 @@ def make(seed=0):
 class BatchingTest(absltest.TestCase):
 
   def test_bucket_lengths(self):
-    self.assertEqual(batching.bucket_lengths(200, 64), (64, 128, 256))
+    self.assertEqual(batching.bucket_lengths(200, 64), (64, 128, 192, 256))
     self.assertEqual(batching.bucket_lengths(64, 64), (64,))
 
   def test_an_epoch_covers_every_sequence_once_with_its_loss(self):
@@ -26,7 +26,7 @@ class BatchingTest(absltest.TestCase):
     seen = []
     for step in range(batches.batches_per_epoch):
       b = batches.batch(step)
-      self.assertIn(b.tokens.shape[1], (64, 128, 256))
+      self.assertIn(b.tokens.shape[1], (64, 128, 192, 256))
       for row in range(4):
         if b.loss_mask[row].sum() > 0:
           n = int(b.input_mask[row].sum())

@@ -27,13 +27,10 @@ class Batch:
   input_mask: np.ndarray
 
 
-def bucket_lengths(max_len: int, smallest: int = 64) -> tuple[int, ...]:
-  """Powers of two from `smallest` up to the first at or past `max_len`."""
-  out, n = [], smallest
-  while n < max_len:
-    out.append(n)
-    n *= 2
-  return tuple(out) + (n,)
+def bucket_lengths(max_len: int, step: int = 128) -> tuple[int, ...]:
+  """Multiples of `step` up to the first at or past `max_len` (padding stays under `step`
+  tokens per sequence; each length used compiles the train step once)."""
+  return tuple(range(step, max_len + step, step))
 
 
 class BucketedBatches:

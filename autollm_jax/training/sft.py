@@ -94,7 +94,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     batch = batches.batch(step)
     arrays = {"tokens": batch.tokens, "loss_mask": batch.loss_mask,
               "input_mask": batch.input_mask}
-    state, metrics = step_fn(state, train_step.split_microbatches(arrays, accum))
+    state, metrics = step_fn(state, train_step.to_global(
+        train_step.split_microbatches(arrays, accum), batch_sharding))
     step += 1
     window_tokens += int(batch.input_mask.sum())
     if step % config.log_every == 0 or step == config.total_steps:

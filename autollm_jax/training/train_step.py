@@ -62,6 +62,14 @@ def split_microbatches(batch: Any, accum_steps: int) -> Any:
   return jax.tree_util.tree_map(split, batch)
 
 
+def to_global(batch: Any, sharding: jax.sharding.Sharding) -> Any:
+  """Host arrays (the same whole batch on every process) as global jax.Arrays laid out by
+  `sharding`: each process contributes the shards its devices hold, so this works on one
+  host and on many."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), batch)
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation
                     ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
   """A pure step function (jit it with shardings and donate_argnums=0).

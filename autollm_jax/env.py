@@ -27,6 +27,7 @@ changes nothing after clipping (categorical choices must lie within those bounds
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import jax
@@ -51,16 +52,18 @@ _MAX_POW10 = 35  # keeps 999 * 10**k finite in float32; larger exponents saturat
 # log10 of each mantissa 0..999 (a table is cheaper than log10 on the device); log10(0) is
 # -inf, which the clip to the candidates' range turns into their lowest value.
 _LOG10_MANTISSA = np.concatenate([[-np.inf], np.log10(np.arange(1, 1000))]).astype(np.float32)
+# The width of the column blocks that rows of tokens are reduced in (see `_blocks`).
+_BLOCK = 16
 
 
 @struct.dataclass
 class EnvParams:
   """Every experiment of a batch as device arrays, padded to the largest (E experiments, N
-  candidates, P parameters, L action-template tokens, H feedback-head tokens, Y value tokens).
+  candidates, P parameters, W action-template tokens), in the layout `step` reads.
 
   Attributes:
-    cand_features: float32[E, P, N] candidate features (`matching.features`, transposed:
-      distances then reduce over the leading axis, which vectorizes well), 0 in padding.
+    cand_features: float32[E, P, N] candidate features (`matching.features`, transposed so
+      that each parameter's row over the candidates is contiguous), 0 in padding.
     transform: float32[E, 4, P] `matching.feature_transform` rows; padding (0, 0, 0, 1).
     feature_hi: float32[E, P] largest candidate feature per parameter (clip bound).
     param_mask: bool[E, P] real parameters.
@@ -69,19 +72,23 @@ class EnvParams:
     y_star, y_worst, y_median: float32[E] `regret.normalizers` of the candidates.
     budget: int32[E] trials per episode.
     task: int32[E] the experiment's task in `grammar`.
-    act_forced: int32[E, 2L] L unchecked positions (-1), then the action template after
-      `<execute>` (`grammar.ActionTemplate.forced`: -1 at number characters), then -1s.
+    act_forced: int32[E, 2W] W unchecked positions (-1), then the action after `<execute>`
+      (`grammar.ActionTemplate`) as the tokens it must have: its literal tokens and the number
+      format's '.' and 'e', -1 at digits and signs and after its end.
     act_number_start: int32[E, P] where each parameter's number starts in the template.
     act_len: int32[E] the template's length.
     char_code: int32[V] token -> index in `grammar.CHARS` or -1.
     digit_ids: int32[10] the digit tokens.
     execute_id: int32[] the `<execute>` token.
-    fb_head: int32[E, H], fb_head_len: int32[E] tokens of "\\n<obs> {metric}=".
-    fb_values: int32[E, N + 1, Y], fb_values_len: int32[E, N + 1] each candidate's outcome
-      as tokens; row N is `none`.
-    fb_best, fb_left, fb_tail: int32[...] tokens of " best=", " left=", " </obs>\\n".
+    fb_first: int32[E, N + 1, F1], fb_first_len: int32[E, N + 1] the tokens of the feedback
+      up to the best, "\\n<obs> {metric}={outcome} best=", with candidate n's outcome; row N
+      has `none`.
+    fb_second: int32[E, N + 1, F2], fb_second_len: int32[E, N + 1] the tokens of
+      "{best} left=" with candidate n as the best; row N has `none`.
+    fb_tail: int32[Lt] the tokens of " </obs>\\n", after the trials left.
     pad_id: int32[] the padding token of feedback blocks.
     grammar: the action grammar of the experiments' tasks.
+    categorical: static, the parameter slots that are categorical in some experiment.
     max_budget: static, the largest budget (T, the length of EnvState.history).
     reward_mode, regret_kind: static reward options (module docstring).
   """
@@ -97,21 +104,20 @@ class EnvParams:
   y_median: Float[Array, " E"]
   budget: Int[Array, " E"]
   task: Int[Array, " E"]
-  act_forced: Int[Array, "E L2"]
+  act_forced: Int[Array, "E W2"]
   act_number_start: Int[Array, "E P"]
   act_len: Int[Array, " E"]
   char_code: Int[Array, " V"]
   digit_ids: Int[Array, " 10"]
   execute_id: Int[Array, ""]
-  fb_head: Int[Array, "E H"]
-  fb_head_len: Int[Array, " E"]
-  fb_values: Int[Array, "E N1 Y"]
-  fb_values_len: Int[Array, "E N1"]
-  fb_best: Int[Array, " Lb"]
-  fb_left: Int[Array, " Ll"]
+  fb_first: Int[Array, "E N1 F1"]
+  fb_first_len: Int[Array, "E N1"]
+  fb_second: Int[Array, "E N1 F2"]
+  fb_second_len: Int[Array, "E N1"]
   fb_tail: Int[Array, " Lt"]
   pad_id: Int[Array, ""]
   grammar: grammar_lib.Grammar
+  categorical: tuple[int, ...] = struct.field(pytree_node=False, default=())
   max_budget: int = struct.field(pytree_node=False, default=protocol.MAX_BUDGET)
   reward_mode: str = struct.field(pytree_node=False, default="terminal")
   regret_kind: str = struct.field(pytree_node=False, default="strict")
@@ -119,8 +125,7 @@ class EnvParams:
   @property
   def feedback_len(self) -> int:
     """F: the length of a feedback token block."""
-    return (self.fb_head.shape[-1] + 2 * self.fb_values.shape[-1] + self.fb_best.shape[-1] +
-            self.fb_left.shape[-1] + 1 + self.fb_tail.shape[-1])
+    return self.fb_first.shape[-1] + self.fb_second.shape[-1] + 1 + self.fb_tail.shape[-1]
 
 
 @struct.dataclass
@@ -165,6 +170,15 @@ def _pad(rows: Sequence[np.ndarray], shape: tuple[int, ...], fill, dtype) -> np.
 def _token_rows(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
   lengths = np.array([len(s) for s in seqs], np.int32)
   return _pad([np.array(s, np.int32) for s in seqs], (int(lengths.max()),), 0, np.int32), lengths
+
+
+def _checked_template(template: grammar_lib.ActionTemplate,
+                      tt: grammar_lib.TokenTables) -> np.ndarray:
+  """The template's tokens with the number format's '.' and 'e' filled in (single tokens)."""
+  forced = template.forced.copy()
+  for char, char_class in ((".", grammar_lib.POINT), ("e", grammar_lib.EXP)):
+    forced[template.char_class == char_class] = tt.char_ids[_CODE[char]]
+  return forced
 
 
 def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
@@ -223,18 +237,14 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
   transform_pad = np.tile(np.array([0.0, 0.0, 0.0, 1.0])[:, None], (len(experiments), 1, p))
   for i, t in enumerate(transforms):
     transform_pad[i, :, :t.shape[1]] = t
-  y_len = max(len(v) for vs in value_tokens for v in vs)
-  fb_values = np.zeros((len(experiments), n + 1, y_len), np.int32)
-  fb_values_len = np.zeros((len(experiments), n + 1), np.int32)
-  for i, vs in enumerate(value_tokens):
-    # Rows 0..n_i-1 are the candidates' outcomes, row n is `none`.
-    for j, v in zip(list(range(len(vs) - 1)) + [n], vs):
-      fb_values[i, j, :len(v)] = v
-      fb_values_len[i, j] = len(v)
-  fb_head, fb_head_len = _token_rows(heads)
+  _, best, left, tail = (tt.template_literal(part) for part in protocol.feedback_parts(""))
+  # Each experiment's rows 0..n-1 are its candidates' outcomes (then empty ones), row n `none`.
+  outcomes = [vs[:-1] + [[]] * (n + 1 - len(vs)) + vs[-1:] for vs in value_tokens]
+  fb_first, fb_first_len = _token_rows(
+      [head + v + best for head, vs in zip(heads, outcomes) for v in vs])
+  fb_second, fb_second_len = _token_rows([v + left for vs in outcomes for v in vs])
   ex_templates = [templates[e.task] for e in experiments]
   act_len = max(len(t) for t in ex_templates)
-  _, best, left, tail = protocol.feedback_parts("")
   gram = grammar_lib.build_grammar(tt, [by_name[name].param_names for name in task_names])
   return EnvParams(
       cand_features=_pad([f.T for f in feats], (p, n), 0.0, np.float32),
@@ -248,20 +258,22 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
       y_median=np.array([v[2] for v in norms], np.float32),
       budget=np.array([e.budget for e in experiments], np.int32),
       task=np.array([task_names.index(e.task) for e in experiments], np.int32),
-      act_forced=_pad([np.concatenate([np.full(act_len, -1), t.forced]) for t in ex_templates],
-                      (2 * act_len,), -1, np.int32),
+      act_forced=_pad([np.concatenate([np.full(act_len, -1), _checked_template(t, tt)])
+                       for t in ex_templates], (2 * act_len,), -1, np.int32),
       act_number_start=_pad([t.number_start for t in ex_templates], (p,), 0, np.int32),
       act_len=np.array([len(t) for t in ex_templates], np.int32),
       char_code=tt.char_code,
       digit_ids=tt.char_ids[:10],
       execute_id=np.int32(tt.marker_ids[protocol.EXECUTE]),
-      fb_head=fb_head, fb_head_len=fb_head_len,
-      fb_values=fb_values, fb_values_len=fb_values_len,
-      fb_best=np.array(tt.template_literal(best), np.int32),
-      fb_left=np.array(tt.template_literal(left), np.int32),
-      fb_tail=np.array(tt.template_literal(tail), np.int32),
+      fb_first=fb_first.reshape(len(experiments), n + 1, -1),
+      fb_first_len=fb_first_len.reshape(len(experiments), n + 1),
+      fb_second=fb_second.reshape(len(experiments), n + 1, -1),
+      fb_second_len=fb_second_len.reshape(len(experiments), n + 1),
+      fb_tail=np.array(tail, np.int32),
       pad_id=np.int32(tt.tokenizer.pad_id),
-      grammar=gram, max_budget=max(e.budget for e in experiments), reward_mode=reward_mode,
+      grammar=gram,
+      categorical=tuple(int(j) for j in np.flatnonzero(transform_pad[:, 1].max(axis=0) > 0)),
+      max_budget=max(e.budget for e in experiments), reward_mode=reward_mode,
       regret_kind=regret_kind)
 
 
@@ -284,6 +296,23 @@ def grammar_start(params: EnvParams, state: EnvState) -> Int[Array, " B"]:
   return params.grammar.free_state[params.task[state.experiment]]
 
 
+def _blocks(block, width: int, combine):
+  """int[B, 16]: the 16-wide column blocks block(lo, hi) (int[B, hi - lo]) of an int[B, width]
+  array combined elementwise, the last block padded with zeros.
+
+  XLA on CPU vectorizes this elementwise combination (each block computed from its own slices
+  in the same loop) but not a reduction along rows; the 16 columns are reduced afterwards.
+  """
+  out = None
+  for lo in range(0, width, _BLOCK):
+    hi = min(lo + _BLOCK, width)
+    x = block(lo, hi)
+    if hi - lo < _BLOCK:
+      x = jnp.pad(x, ((0, 0), (0, _BLOCK - (hi - lo))))
+    out = x if out is None else combine(out, x)
+  return out
+
+
 def parse_action(params: EnvParams, experiments: Int[Array, " B"], tokens: Int[Array, "B L"]
                  ) -> tuple[Bool[Array, " B"], Int[Array, "B P"], Int[Array, "B P"]]:
   """Parses each turn's action: the template after the turn's first `<execute>` token.
@@ -296,59 +325,83 @@ def parse_action(params: EnvParams, experiments: Int[Array, " B"], tokens: Int[A
     (ok bool[B], mantissa int32[B, P] in 0..999, exponent int32[B, P] in -99..99): parameter
     p's value is mantissa * 10**(exponent - 2); zeros for padding parameters or when not ok.
   """
-  window = params.act_forced.shape[1] // 2
-  if tokens.shape[1] < window:
-    tokens = jnp.pad(tokens, ((0, 0), (0, window - tokens.shape[1])), constant_values=-1)
+  if tokens.shape[1] < _NUMBER_WIDTH:
+    tokens = jnp.pad(tokens, ((0, 0), (0, _NUMBER_WIDTH - tokens.shape[1])), constant_values=-1)
   length = tokens.shape[1]
-  # The first `<execute>` (+1), or length + 1 when there is none; a max-reduce vectorizes.
-  countdown = jnp.where(tokens == params.execute_id, length - jnp.arange(length), 0)
+  # Just after the first `<execute>`, or length + 1 when there is none.
+  countdown = _blocks(lambda lo, hi: jnp.where(tokens[:, lo:hi] == params.execute_id,
+                                               length - lo - jnp.arange(hi - lo), 0),
+                      length, jnp.maximum)
   start = length + 1 - jnp.max(countdown, axis=1)
-  # Contiguous slices rather than per-token gathers: the window starts at most `window`
-  # before the end, the action sits `shift` tokens into it, and the template is shifted to
-  # match (it has `window` unchecked positions in front).
-  begin = jnp.minimum(start, length - window)
-  shift = start - begin
+  # The template is checked where the action sits in the turn: each block of the turn is
+  # compared with the template's slice at its offset from `start`, in a table with at least a
+  # block of -1s (unchecked) before and after the template.
+  window = params.act_forced.shape[1] // 2
+  side = window + _BLOCK
+  template = jnp.pad(params.act_forced, ((0, 0), (_BLOCK, side)), constant_values=-1)
 
-  def one(turn, experiment, begin, shift):
-    action = jax.lax.dynamic_slice(turn, (begin,), (window,))
-    template = jax.lax.dynamic_slice(params.act_forced, (experiment, window - shift),
-                                     (1, window))[0]
-    literal_ok = jnp.all((template < 0) | (action == template))
-    number = jax.vmap(lambda at: jax.lax.dynamic_slice(action, (at,), (_NUMBER_WIDTH,)))(
-        params.act_number_start[experiment] + shift)
-    return literal_ok, number
+  def mismatches(lo, hi):
+    at = side + jnp.clip(lo - start, -side, window)
+    expected = jax.vmap(lambda e, a: jax.lax.dynamic_slice(
+        template, (e, a), (1, hi - lo))[0])(experiments, at)
+    return jnp.where((expected >= 0) & (tokens[:, lo:hi] != expected), 1, 0)
 
-  literal_ok, number = jax.vmap(one)(tokens, experiments, begin, shift)  # number: [B, P, 8]
-  code = jnp.where(number >= 0, params.char_code[jnp.maximum(number, 0)], -1)
-  digit = (code >= 0) & (code <= 9)
-  char_class = jnp.where(digit, grammar_lib.DIGIT, jnp.where(
-      code == _CODE["."], grammar_lib.POINT, jnp.where(
-          code == _CODE["e"], grammar_lib.EXP, jnp.where(
-              (code == _CODE["+"]) | (code == _CODE["-"]), grammar_lib.SIGN, -1))))
-  fits = char_class == jnp.asarray(grammar_lib.NUMBER_CLASSES)
+  # Summed as floats (exact here): XLA then keeps the comparisons in their own vectorized loop
+  # rather than in the reduction's.
+  mismatch_count = jnp.sum(_blocks(mismatches, length, jnp.add).astype(jnp.float32), axis=1)
+  # A number runs past the turn (and is read clamped, or from the -1 padding of a turn shorter
+  # than a number) only when the action does, which fails the length check.
+  number = jax.vmap(lambda turn, at: jax.vmap(
+      lambda a: jax.lax.dynamic_slice(turn, (a,), (_NUMBER_WIDTH,)))(at))(
+          tokens, params.act_number_start[experiments] + start[:, None])
+  code = jnp.take(params.char_code, number, mode="clip")
+  digits = [code[..., i] for i in (0, 2, 3, 6, 7)]
+  sign = code[..., 5]
+  fits = ((sign == _CODE["+"]) | (sign == _CODE["-"])) & functools.reduce(
+      jnp.logical_and, [(d >= 0) & (d <= 9) for d in digits])
   mask = params.param_mask[experiments]
-  ok = ((start + params.act_len[experiments] <= length) & literal_ok &
-        jnp.all(fits | ~mask[..., None], axis=(1, 2)))
-  c = jnp.where(digit, code, 0)
-  mantissa = 100 * c[..., 0] + 10 * c[..., 2] + c[..., 3]
-  exponent = jnp.where(code[..., 5] == _CODE["-"], -1, 1) * (10 * c[..., 6] + c[..., 7])
+  ok = ((start + params.act_len[experiments] <= length) & (mismatch_count == 0) &
+        jnp.all(fits | ~mask, axis=1))
   mask = mask & ok[:, None]
-  return ok, jnp.where(mask, mantissa, 0), jnp.where(mask, exponent, 0)
+  d0, d2, d3, d6, d7 = digits
+  return (ok, jnp.where(mask, 100 * d0 + 10 * d2 + d3, 0),
+          jnp.where(mask, jnp.where(sign == _CODE["-"], -1, 1) * (10 * d6 + d7), 0))
 
 
 def _query_features(params: EnvParams, experiment, mantissa, exponent):
-  """float32[P] features of a parsed configuration, clipped to the candidates' range."""
-  transform = params.transform[experiment]
-  is_log, is_cat, offset, scale = transform[0], transform[1], transform[2], transform[3]
+  """float32[B, P] features of parsed configurations, clipped to the candidates' range."""
+  transform = jnp.moveaxis(params.transform[experiment], 1, 0)  # [4, B, P]
+  is_log, is_cat, offset, scale = transform
   m = mantissa.astype(jnp.float32)
   k = exponent - 2
-  pow10 = jnp.asarray(10.0 ** np.arange(_MAX_POW10 + 1), jnp.float32)
-  big, small = pow10[jnp.minimum(k, _MAX_POW10)], pow10[jnp.minimum(-k, _MAX_POW10)]
-  value = jnp.where(mantissa == 0, 0.0, jnp.where(k >= 0, m * big, m / small))
+  pow10 = jnp.asarray(10.0 ** np.arange(_MAX_POW10 + 1), jnp.float32)[
+      jnp.minimum(jnp.abs(k), _MAX_POW10)]
+  value = jnp.where(mantissa == 0, 0.0, jnp.where(k >= 0, m * pow10, m / pow10))
   unit = jnp.where(is_log > 0, jnp.asarray(_LOG10_MANTISSA)[mantissa] + k, value)
   query = matching.clip_query(jnp.where(is_cat > 0, unit, (unit - offset) / scale),
                               params.feature_hi[experiment], transform, jnp)
   return jnp.where(params.param_mask[experiment], query, 0.0)
+
+
+def _nearest(params: EnvParams, experiment, query):
+  """int32[B] the nearest valid candidate to each query (`matching.nearest`, batched).
+
+  The distances are summed parameter by parameter over rows of candidates, a loop XLA
+  vectorizes; only the slots categorical in some experiment need the categorical rule.
+  """
+  dist = jnp.where(params.valid[experiment], 0.0, jnp.inf)
+  for j in range(query.shape[1]):
+    diff = params.cand_features[experiment, j] - query[:, j, None]
+    if j in params.categorical:
+      is_cat = params.transform[experiment, 1, j, None] > 0
+      dist = dist + jnp.where(is_cat, (jnp.abs(diff) > 1e-9).astype(jnp.float32), diff * diff)
+    else:
+      dist = dist + diff * diff
+  # The first index of the minimum, by float reductions (exact here), the fast ones on CPU.
+  n = dist.shape[1]
+  closest = jnp.min(dist, axis=1, keepdims=True)
+  countdown = jnp.where(dist == closest, (n - jnp.arange(n)).astype(jnp.float32), 0.0)
+  return n - jnp.max(countdown, axis=1).astype(jnp.int32)
 
 
 def best_regret(params: EnvParams, experiment, best_y):
@@ -381,57 +434,21 @@ def reward(params: EnvParams, experiment, best_before, best_after, trial_before,
   return jnp.where(done, -regret_after, 0.0)
 
 
-def _concat(segments, size: int, fill):
-  """Concatenates (tokens[n_i], length) segments into int32[size] padded with `fill`."""
-  width = max(t.shape[0] for t, _ in segments)
-  table = jnp.stack([jnp.pad(t, (0, width - t.shape[0])) for t, _ in segments])
-  lengths = jnp.stack([jnp.asarray(n, jnp.int32) for _, n in segments])
-  ends = jnp.cumsum(lengths)
-  pos = jnp.arange(size)
-  segment = jnp.sum(pos[:, None] >= ends[None, :], axis=1)  # which segment each slot is in
-  seg = jnp.minimum(segment, len(segments) - 1)
-  out = table[seg, pos - (ends[seg] - lengths[seg])]
-  return jnp.where(segment < len(segments), out, fill), ends[-1]
-
-
-def _step_one(params: EnvParams, state: EnvState, ok, mantissa, exponent):
-  e = state.experiment
-  # Through a (trivial) dot, the query is computed once: otherwise XLA fuses its computation
-  # into the candidates-by-parameters distance loop and repeats it per candidate.
-  query = _query_features(params, e, mantissa, exponent) @ jnp.eye(mantissa.shape[0])
-  index = matching.nearest(params.cand_features[e].T, query, params.transform[e],
-                           params.valid[e], xp=jnp).astype(jnp.int32)
-  y = params.cand_y[e, index]
-  better = ok & (y < state.best_y)
-  best_y = jnp.where(better, y, state.best_y)
-  best_index = jnp.where(better, index, state.best_index)
-  trial = state.trial + 1
-  budget = params.budget[e]
-  done = trial >= budget
-  r = reward(params, e, state.best_y, best_y, state.trial, done)
-  none = params.fb_values.shape[1] - 1
-  outcome_row = jnp.where(ok, index, none)
-  best_row = jnp.where(best_index >= 0, best_index, none)
-  one = jnp.int32(1)
-  feedback, length = _concat(
-      [(params.fb_head[e], params.fb_head_len[e]),
-       (params.fb_values[e, outcome_row], params.fb_values_len[e, outcome_row]),
-       (params.fb_best, params.fb_best.shape[0]),
-       (params.fb_values[e, best_row], params.fb_values_len[e, best_row]),
-       (params.fb_left, params.fb_left.shape[0]),
-       (params.digit_ids[budget - trial][None], one),
-       (params.fb_tail, params.fb_tail.shape[0])],
-      params.feedback_len, params.pad_id)
-  history = state.history.at[state.trial].set(jnp.where(ok, index, -1), mode="drop")
-  # An episode already done is left as it is.
-  keep = state.done
-  new = state.replace(
-      trial=jnp.where(keep, state.trial, trial),
-      best_index=jnp.where(keep, state.best_index, best_index),
-      best_y=jnp.where(keep, state.best_y, best_y),
-      history=jnp.where(keep, state.history, history),
-      done=keep | done)
-  return new, jnp.where(keep, 0.0, r), feedback, jnp.where(keep, 0, length), new.done
+def _feedback(params: EnvParams, experiment, outcome_row, best_row, left):
+  """(int32[B, F] tokens, int32[B] lengths) of the feedback blocks: `fb_first`, `fb_second`,
+  the trials left and the tail, each written where the previous one ends (over its padding)."""
+  first = params.fb_first[experiment, outcome_row]
+  first_len = params.fb_first_len[experiment, outcome_row]
+  second = params.fb_second[experiment, best_row]
+  second_len = params.fb_second_len[experiment, best_row]
+  tail = jnp.broadcast_to(params.fb_tail, (left.shape[0],) + params.fb_tail.shape)
+  end = jnp.concatenate([params.digit_ids[left][:, None], tail], axis=1)
+  size = params.feedback_len
+  out = jnp.pad(first, ((0, 0), (0, size - first.shape[1])))
+  write = jax.vmap(lambda row, x, at: jax.lax.dynamic_update_slice(row, x, (at,)))
+  out = write(write(out, second, first_len), end, first_len + second_len)
+  length = first_len + second_len + end.shape[1]
+  return jnp.where(jnp.arange(size) < length[:, None], out, params.pad_id), length
 
 
 def step(params: EnvParams, state: EnvState, action_tokens: Int[Array, "B L"]
@@ -445,7 +462,28 @@ def step(params: EnvParams, state: EnvState, action_tokens: Int[Array, "B L"]
   Returns:
     (next state, feedback blocks, float32[B] rewards, bool[B] done).
   """
-  ok, mantissa, exponent = parse_action(params, state.experiment, action_tokens)
-  new, reward, tokens, length, done = jax.vmap(_step_one, in_axes=(None, 0, 0, 0, 0))(
-      params, state, ok, mantissa, exponent)
-  return new, Feedback(tokens, length), reward, done
+  e = state.experiment
+  ok, mantissa, exponent = parse_action(params, e, action_tokens)
+  index = _nearest(params, e, _query_features(params, e, mantissa, exponent))
+  y = params.cand_y[e, index]
+  better = ok & (y < state.best_y)
+  best_y = jnp.where(better, y, state.best_y)
+  best_index = jnp.where(better, index, state.best_index)
+  trial = state.trial + 1
+  budget = params.budget[e]
+  done = trial >= budget
+  r = reward(params, e, state.best_y, best_y, state.trial, done)
+  none = params.fb_first.shape[1] - 1
+  tokens, length = _feedback(params, e, jnp.where(ok, index, none),
+                             jnp.where(best_index >= 0, best_index, none), budget - trial)
+  history = jnp.where(jnp.arange(state.history.shape[1]) == state.trial[:, None],
+                      jnp.where(ok, index, -1)[:, None], state.history)
+  # An episode already done is left as it is.
+  keep = state.done
+  new = state.replace(
+      trial=jnp.where(keep, state.trial, trial),
+      best_index=jnp.where(keep, state.best_index, best_index),
+      best_y=jnp.where(keep, state.best_y, best_y),
+      history=jnp.where(keep[:, None], state.history, history),
+      done=keep | done)
+  return new, Feedback(tokens, jnp.where(keep, 0, length)), jnp.where(keep, 0.0, r), new.done

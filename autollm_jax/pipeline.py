@@ -183,6 +183,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   tokenizer, sequences, masks = simulate(config, workdir, s,
                                          None if pretrained is None else pretrained.tokenizer)
   blob = tokenizer.to_blob()
+  # Every turn must have room for the longest action: checked before anything trains.
+  rollout_lib.check_turn_tokens(
+      rollout_lib.RolloutConfig(s.settings.turn_tokens, think_tokens=s.settings.think_tokens),
+      env_lib.build_env_params(s.tables, s.train + s.test, tokenizer))
   if pretrained is None:
     model_config, init_params = policy_model_config(config, tokenizer.vocab_size), None
   else:

@@ -91,6 +91,17 @@ def buffer_length(prompt_len: int, max_budget: int, turn_tokens: int, feedback_l
   return prompt_len + max_budget * (turn_tokens + feedback_len + 1)
 
 
+def check_turn_tokens(config: RolloutConfig, env_params: env_lib.EnvParams) -> None:
+  """Raises ValueError when a turn cut off after think_tokens has no room left for the
+  longest action of the environment's experiments."""
+  action_len = env_params.act_forced.shape[1]
+  if (config.think_tokens is not None and
+      config.turn_tokens < config.think_tokens + action_len + 1):
+    raise ValueError(f"turn_tokens={config.turn_tokens} leaves no room for the action: it must "
+                     f"be at least think_tokens + {action_len + 1} (the longest action); raise "
+                     "policy.turn_tokens or lower policy.think_tokens")
+
+
 def action_grammar(env_params: env_lib.EnvParams) -> sampler_lib.Grammar:
   """The environment's action grammar for the sampler: reasoning states are free text, and
   `<execute>` is what a turn's reasoning is cut off with."""
@@ -133,11 +144,7 @@ def rollout(graphdef: nnx.GraphDef, params: nnx.State, model_config: ModelConfig
   pad_id = env_params.pad_id
   model = nnx.merge(graphdef, params)
   grammar = action_grammar(env_params)
-  action_len = env_params.act_forced.shape[1]
-  if (config.think_tokens is not None and
-      config.turn_tokens < config.think_tokens + action_len + 1):
-    raise ValueError(f"turn_tokens={config.turn_tokens} leaves no room for the action: it must "
-                     f"be at least think_tokens + {action_len + 1} (the longest action)")
+  check_turn_tokens(config, env_params)
   stop_ids = jnp.array([stop_id], jnp.int32)
 
   cache = init_cache(model_config, batch, length)

@@ -1,11 +1,14 @@
 """Env steps per second: the jitted device env against the Python reference env.
 
 Both run the same episodes (the gym's curated experiments, cycled over the batch) with the
-same random turns, in one process. Every episode is reset and stepped for its whole budget;
-steps of finished episodes are not counted. Prints, last:
+same random turns, in one process: rounds that each time some device episode-batches and one
+pass of the Python env, so that both see the same load on a shared machine. Every episode is
+reset and stepped for its whole budget; steps of finished episodes are not counted. The turns
+are on the device (one array per trial) and the Python env's strings are made before timing.
+Prints the rates by CPU time (`time.process_time`) and, last, by wall time:
   env steps/s: device=<n> python=<n> ratio=<x> batch=<b>
 
-  python bench/env_bench.py [--batch=1024] [--split=test] [--reps=20]
+  python bench/env_bench.py [--batch=1024] [--split=test] [--reps=20] [--rounds=3]
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from autollm_jax.gym import tasks
 
 _BATCH = flags.DEFINE_integer("batch", 1024, "episodes stepped together")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "train", "all"], "which experiments")
-_REPS = flags.DEFINE_integer("reps", 20, "timed device episodes-batches (after a warm-up)")
+_REPS = flags.DEFINE_integer("reps", 20, "timed device episode-batches (after a warm-up)")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "rounds of device episode-batches and a Python pass")
 _SEED = flags.DEFINE_integer("seed", 0, "seeds the turns")
 _VOCAB = flags.DEFINE_integer("vocab_size", 2048, "SentencePiece vocabulary size")
 _DATA_DIR = flags.DEFINE_string("gym_data_dir", None, "the gym data folder")
@@ -70,36 +74,44 @@ def main(argv):
     for j, i in enumerate(row):
       tokens[t, j, :len(i)] = i
   params = jax.device_put(env_lib.build_env_params(tables, experiments, tables_tok))
-  tokens = jax.device_put(tokens)
+  step_tokens = [jax.device_put(row) for row in tokens]
   ids_device = jnp.asarray(ids)
   reset = jax.jit(env_lib.reset)
   step = jax.jit(env_lib.step, donate_argnums=1)
   live_steps = int(sum(experiments[i].budget for i in ids))
 
-  def episode(key):
-    state = reset(params, ids_device, key)
+  def device_batches(keys) -> None:
+    for key in keys:
+      state = reset(params, ids_device, key)
+      for t in range(t_max):
+        state, feedback, reward, _ = step(params, state, step_tokens[t])
+    jax.block_until_ready((state, feedback, reward))
+
+  def python_pass() -> None:
+    for r in refs:
+      r.reset()
     for t in range(t_max):
-      state, feedback, reward, _ = step(params, state, tokens[t])
-    return jax.block_until_ready((state, feedback, reward))
+      for r, turn in zip(refs, turns[t]):
+        if not r.done:
+          r.step(turn)
 
-  episode(jax.random.key(0))  # compile
-  start = time.perf_counter()
-  for rep in range(_REPS.value):
-    episode(jax.random.key(rep))
-  device_rate = _REPS.value * live_steps / (time.perf_counter() - start)
-
-  start = time.perf_counter()
-  for r in refs:
-    r.reset()
-  for t in range(t_max):
-    for r, turn in zip(refs, turns[t]):
-      if not r.done:
-        r.step(turn)
-  python_rate = live_steps / (time.perf_counter() - start)
+  keys = list(jax.random.split(jax.random.key(_SEED.value), _REPS.value))
+  device_batches(keys[:1])  # compile
+  times = {"device": np.zeros(2), "python": np.zeros(2)}
+  for i in range(_ROUNDS.value):
+    for name, run in (("device", lambda: device_batches(keys[i::_ROUNDS.value])),
+                      ("python", python_pass)):
+      start = np.array([time.process_time(), time.perf_counter()])
+      run()
+      times[name] += np.array([time.process_time(), time.perf_counter()]) - start
+  device_rate = _REPS.value * live_steps / times["device"]
+  python_rate = _ROUNDS.value * live_steps / times["python"]
   print(f"experiments: {len(experiments)} ({_SPLIT.value}), vocab {tokenizer.vocab_size}, "
         f"turn tokens {length}, device {jax.devices()[0].platform}")
-  print(f"env steps/s: device={device_rate:.0f} python={python_rate:.0f} "
-        f"ratio={device_rate / python_rate:.1f} batch={b}")
+  print(f"env steps/s by CPU time: device={device_rate[0]:.0f} python={python_rate[0]:.0f} "
+        f"ratio={device_rate[0] / python_rate[0]:.1f}")
+  print(f"env steps/s: device={device_rate[1]:.0f} python={python_rate[1]:.0f} "
+        f"ratio={device_rate[1] / python_rate[1]:.1f} batch={b}")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.max_seq_len = 2048
 
   c.policy = ml_collections.ConfigDict()
-  c.policy.think_tokens = 96  # the most reasoning tokens of one turn; then the action is forced
-  c.policy.turn_tokens = 192  # the most tokens of one turn (reasoning and action)
+  c.policy.think_tokens = 80  # the most reasoning tokens of one turn; then the action is forced
+  c.policy.turn_tokens = 224  # the most tokens of one turn (reasoning and action)
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.fsdp = -1  # -1: every device left after tensor

@@ -246,6 +246,36 @@ class EnvTest(parameterized.TestCase):
     tokens = jnp.asarray(sharded[0][1])
     self.assertLen(sharded_step(params, state, tokens)[0].trial.sharding.device_set, 8)
 
+  def test_parses_actions_at_the_edges_of_the_turn_like_the_reference(self):
+    params = self._params()
+    parse = jax.jit(env_lib.parse_action)
+    execute = protocol.EXECUTE
+    reasoning = " ".join(np.random.default_rng(11).choice(_WORDS, size=30))
+    parsed = 0
+    for e, experiment in enumerate(self.experiments):
+      table = self.by_name[experiment.task]
+      values = list(table.configs[experiment.candidate_rows[-1]])
+      turn = protocol.render_turn(reasoning, table.param_names, values)
+      ids = self.token_tables.encode(turn)
+      cases = [
+          ids,  # ends the turn, starting less than the longest action before its end
+          ids[:-1],  # cut by the end of the turn
+          self.token_tables.encode(turn.replace(reasoning, f"so {execute} {reasoning}")),
+          self.token_tables.encode(f"{turn} {execute}"),  # a second one after the action
+          ids[:5], ids[-5:], ids[-12:]]  # shorter than a number, or than a block
+      for tokens in cases:
+        ok, mantissa, exponent = jax.device_get(
+            parse(params, jnp.array([e]), jnp.array([tokens], jnp.int32)))
+        numbers = reference_env.ReferenceEnv(table, experiment).parse(
+            self.tokenizer.decode(tokens))
+        self.assertEqual(bool(ok[0]), numbers is not None, self.tokenizer.decode(tokens))
+        if numbers is not None:
+          parsed += 1
+          device_numbers = tuple(f"{m // 100}.{m % 100:02d}e{x:+03d}"
+                                 for m, x in zip(mantissa[0], exponent[0]))
+          self.assertEqual(device_numbers[:len(numbers)], numbers)
+    self.assertEqual(parsed, 2 * len(self.experiments))
+
   def test_grammar_constrained_actions_always_parse(self):
     params = self._params()
     gram = jax.device_put(params.grammar)

@@ -105,3 +105,22 @@ class TransformerTest(parameterized.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class BlockedAttentionTest(absltest.TestCase):
+
+  def test_query_blocks_equal_one_block(self):
+    rng = np.random.default_rng(0)
+    b, t, s, n, k, h = 2, 600, 700, 4, 2, 16
+    q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+    keys = jnp.asarray(rng.normal(size=(b, s, k, h)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=(b, s, k, h)), jnp.float32)
+    q_slots = jnp.arange(100, 100 + t)
+    key_mask = jnp.asarray(rng.random((b, s)) > 0.1)
+    q_positions = jnp.broadcast_to(q_slots, (b, t))
+    k_positions = jnp.broadcast_to(jnp.arange(s), (b, s))
+    window = jnp.asarray(300, jnp.int32)
+    args = (q, keys, values, q_slots, key_mask, q_positions, k_positions, window, 0.25)
+    blocked = transformer.attend(*args)
+    whole = transformer._attend_block(*args)  # pylint: disable=protected-access
+    np.testing.assert_allclose(blocked, whole, atol=1e-5)

@@ -1,4 +1,5 @@
-"""SentencePiece tokenizers for models trained from scratch on the protocol's text.
+"""SentencePiece tokenizers: the one class for every SentencePiece model (the ones trained here
+on the protocol's text, and Gemma's, rebuilt from GGUF in `autollm_jax.model.tokenizers`).
 
 `train_sentencepiece` fits a model on episode text (prompts, turns, feedback) so that:
   * digits are split one per token (the environment parses numbers digit by digit);
@@ -7,7 +8,8 @@
   * text is kept verbatim (identity normalization, no dummy prefix, spaces kept), so that
     decode(encode(text)) == text and token sequences concatenate like their texts;
   * unseen characters fall back to UTF-8 bytes instead of an unknown token.
-The model is its serialized proto (`to_bytes` / `from_bytes`), which a checkpoint carries.
+The tokenizer's blob is its serialized model proto (`to_blob`, restored by
+`autollm_jax.tokenizer.tokenizer_from_blob` or the constructor), which a checkpoint carries.
 """
 
 from __future__ import annotations
@@ -30,12 +32,8 @@ class SentencePieceTokenizer:
     self._proto = bytes(model_proto)
     self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
 
-  @classmethod
-  def from_bytes(cls, model_proto: bytes) -> SentencePieceTokenizer:
-    return cls(model_proto)
-
-  def to_bytes(self) -> bytes:
-    """The serialized model proto; `from_bytes` of it gives the same tokenizer."""
+  def to_blob(self) -> bytes:
+    """The serialized model proto; the constructor given it builds the same tokenizer."""
     return self._proto
 
   @property

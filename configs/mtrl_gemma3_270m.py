@@ -3,12 +3,11 @@
   python launch/train.py --config=configs/mtrl_gemma3_270m.py --workdir=DIR
 
 configs/mtrl.py with configs/sft_gemma3_270m.py's backbone and SFT settings: SFT and RL alone
-both start from the pretrained weights. One 80 GB accelerator. Memory (launch/train.py prints
-the SFT estimate): SFT as in configs/sft_gemma3_270m.py (under 48 GiB); GRPO scores each
-iteration's 8 rollouts (about 2600 tokens each) in one pass, 22 GiB of float32 logits over the
-262k vocabulary (which is what keeps the batch small), and trains on 2 rollouts at a time
-(about 11 GiB of activations): under 48 GiB with parameters, AdamW state and the reference
-policy.
+both start from the pretrained weights. One accelerator. Memory (memory.estimate): SFT as in
+configs/sft_gemma3_270m.py (under 32 GiB); GRPO scores each iteration's 8 rollouts (up to
+~3800 tokens each) in one forward pass, 30 GiB of float32 logits over the 262k vocabulary
+(which is what keeps the batch this small), and trains on 2 rollouts at a time (22 GiB of
+activations): under 64 GiB, e.g. one 80 GB H100 or A100.
 """
 
 import importlib.util

@@ -3,11 +3,11 @@
   python launch/train.py --config=configs/mtrl_smollm2_135m.py --workdir=DIR
 
 configs/mtrl.py with configs/sft_smollm2_135m.py's backbone and SFT settings: SFT and RL alone
-both start from the pretrained weights. One accelerator. Memory (launch/train.py prints the
-SFT estimate): SFT as in configs/sft_smollm2_135m.py (under 32 GiB); GRPO scores each
-iteration's 32 rollouts (about 2600 tokens each) in one pass, 16 GiB of float32 logits over
-the 49k vocabulary, and trains on 4 rollouts at a time (about 6 GiB of activations): under
-40 GiB with parameters, AdamW state and the reference policy.
+both start from the pretrained weights. One accelerator. Memory (memory.estimate): SFT as in
+configs/sft_smollm2_135m.py (under 16 GiB); GRPO scores each iteration's 32 rollouts (up to
+~3800 tokens each) in one forward pass, 22 GiB of float32 logits over the 49k vocabulary and
+up to 17 GiB of one layer's attention probabilities, and trains on 4 rollouts at a time
+(9 GiB of activations with remat): under 56 GiB, e.g. one 80 GB H100 or A100.
 """
 
 import importlib.util

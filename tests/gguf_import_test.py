@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from autollm_jax import sampler as sampler_lib
-from autollm_jax.model import chat, gguf_import, tokenizers, transformer
+from autollm_jax.model import chat, gguf_import, transformer
 from autollm_jax.model.config import get_config
-from autollm_jax.tokenizer import Tokenizer
+from autollm_jax.tokenizer import Tokenizer, tokenizer_from_blob
 
 GEMMA_LOCAL_ROPE_BASE = 10_000.0  # Gemma 3's local layers (not recorded in the GGUF)
 
@@ -137,7 +137,7 @@ class _PretrainedTest(absltest.TestCase):
       self.assertEqual(self.tok.encode(digit), [self.tok.piece_to_id(digit)])
     with self.assertRaises(KeyError):
       self.tok.piece_to_id("not one token, surely")
-    rebuilt = tokenizers.tokenizer_from_blob(self.tok.to_blob())
+    rebuilt = tokenizer_from_blob(self.tok.to_blob())
     self.assertEqual(rebuilt.encode(text), ids)
     self.assertEqual((rebuilt.bos_id, rebuilt.eos_id, rebuilt.pad_id),
                      (self.tok.bos_id, self.tok.eos_id, self.tok.pad_id))

@@ -59,14 +59,14 @@ class PolicyAgentTest(absltest.TestCase):
   def test_loads_from_a_checkpoint_directory(self):
     directory = self.create_tempdir().full_path
     manager = checkpoint.CheckpointManager(directory)
-    manager.save(7, self.params, None, self.config, self.tok.to_bytes())
+    manager.save(7, self.params, None, self.config, self.tok.to_blob())
     manager.close()
     with self.assertRaisesRegex(checkpoint.CheckpointError, "policy.json is missing"):
       agents.make("policy", checkpoint=directory)
     SETTINGS.save(directory)
     loaded = agents.make("policy", checkpoint=directory)
     self.assertEqual(loaded.settings, SETTINGS)
-    self.assertEqual(loaded.tokenizer.to_bytes(), self.tok.to_bytes())
+    self.assertEqual(loaded.tokenizer.to_blob(), self.tok.to_blob())
     a = loaded.play(self.test, self.tables, [0], 3)
     b = self.agent.play(self.test, self.tables, [0], 3)
     for key in b:

@@ -6,7 +6,7 @@ import numpy as np
 
 from autollm_jax import protocol
 from autollm_jax import sp_tokenizer
-from autollm_jax.tokenizer import Tokenizer
+from autollm_jax.tokenizer import Tokenizer, tokenizer_from_blob
 
 
 def protocol_corpus(n: int = 200, seed: int = 0) -> list[str]:
@@ -54,11 +54,14 @@ class SentencePieceTest(parameterized.TestCase):
     with self.assertRaises(KeyError):
       self.tok.piece_to_id("not one token at all")
 
-  def test_serializes_to_bytes(self):
-    again = sp_tokenizer.SentencePieceTokenizer.from_bytes(self.tok.to_bytes())
+  def test_serializes_to_a_blob(self):
+    again = tokenizer_from_blob(self.tok.to_blob())
+    self.assertIsInstance(again, sp_tokenizer.SentencePieceTokenizer)
     text = protocol_corpus(3, seed=1)[2]
     self.assertEqual(again.encode(text), self.tok.encode(text))
     self.assertEqual(again.vocab_size, self.tok.vocab_size)
+    with self.assertRaisesRegex(ValueError, "unknown tokenizer blob kind 'nope'"):
+      tokenizer_from_blob(b'{"kind": "nope"}')
 
   def test_bpe_model(self):
     tok = sp_tokenizer.train_sentencepiece(protocol_corpus(50), vocab_size=400,

@@ -30,6 +30,7 @@ _REGISTRY: dict[str, _Entry] = {
     "fsbo": _Entry("autollm_jax.agents.fsbo:FSBO"),
     "tpe": _Entry("autollm_jax.agents.tpe:TPE"),
     "policy": _Entry("autollm_jax.agents.policy:load", takes_checkpoint=True),
+    "llm_zero_shot": _Entry("autollm_jax.agents.llm_zero_shot:load"),
 }
 
 

@@ -30,12 +30,11 @@ from autollm_jax import experiments as experiments_lib
 from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import rollout as rollout_lib
-from autollm_jax import sp_tokenizer
 from autollm_jax.experiments import Experiment
 from autollm_jax.gym.table import TaskTable
 from autollm_jax.model import transformer
 from autollm_jax.model.config import ModelConfig
-from autollm_jax.tokenizer import Tokenizer
+from autollm_jax.tokenizer import Tokenizer, tokenizer_from_blob
 
 SETTINGS_FILE = "policy.json"
 
@@ -50,7 +49,7 @@ class PolicySettings:
     turn_tokens: the most tokens of one turn.
     think_tokens: the most reasoning tokens of one turn (then the action is forced).
     temperature: sampling temperature at evaluation (0: greedy).
-    batch_size: episodes played at once.
+    batch_size: episodes played at once (batched by prompt length).
   """
 
   max_prompt_rows: int
@@ -118,8 +117,13 @@ class PolicyAgent:
       raise checkpoint_lib.CheckpointError(f"{checkpoint} holds no tokenizer")
     graphdef, _ = transformer.abstract_model(restored.config)
     return cls(graphdef, restored.params, restored.config,
-               sp_tokenizer.SentencePieceTokenizer.from_bytes(restored.tokenizer_blob),
+               tokenizer_from_blob(restored.tokenizer_blob),
                PolicySettings.load(checkpoint))
+
+  def prompt_tokens(self, tables: Mapping[str, TaskTable], experiments: Sequence[Experiment]
+                    ) -> list[list[int]]:
+    """Each experiment's prompt tokens (`prompt_tokens`: BOS and the protocol prompt)."""
+    return prompt_tokens(tables, experiments, self.tokenizer, self.settings)
 
   def fit(self, experiments: Sequence[Experiment], tables: Mapping[str, TaskTable]) -> None:
     """Nothing to learn at evaluation: a policy is trained by launch/train.py."""
@@ -136,8 +140,10 @@ class PolicyAgent:
     shown = [dataclasses.replace(prompt_experiment(e, tables[e.task], self.settings),
                                  budget=budget) for e in experiments]
     env_params = jax.device_put(env_lib.build_env_params(tables, shown, self.tokenizer))
-    prompts = prompt_tokens(tables, shown, self.tokenizer, self.settings)
-    episodes = [(i, s) for s in seeds for i in range(len(shown))]
+    prompts = self.prompt_tokens(tables, shown)
+    # Batches of similar prompt lengths: less padding, and no long prompt in every batch.
+    episodes = sorted(((i, s) for s in seeds for i in range(len(shown))),
+                      key=lambda episode: len(prompts[episode[0]]))
     out = {}
     for start in range(0, len(episodes), self.settings.batch_size):
       chunk = episodes[start:start + self.settings.batch_size]

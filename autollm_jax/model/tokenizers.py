@@ -1,68 +1,21 @@
 """Tokenizers rebuilt from GGUF metadata, implementing `autollm_jax.tokenizer.Tokenizer`.
 
 Gemma's vocabulary ("llama" tokenizer model in GGUF) is rebuilt as an exact SentencePiece BPE
-model proto; SmolLM2's ("gpt2" model) as a byte-level BPE of the `tokenizers` package. Both
-serialise to a self-describing blob (`to_blob` / `tokenizer_from_blob`) that checkpoints keep.
+model proto (a `sp_tokenizer.SentencePieceTokenizer`); SmolLM2's ("gpt2" model) as a
+byte-level BPE of the `tokenizers` package. Both serialise to a blob (`to_blob`) that
+checkpoints keep and `autollm_jax.tokenizer.tokenizer_from_blob` restores.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Sequence
 
 import gguf
-import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-_SPACE = "\u2581"  # SentencePiece's visible space
-
-
-class SentencePieceTokenizer:
-  """A SentencePiece model given as its serialized ModelProto."""
-
-  def __init__(self, model_proto: bytes):
-    self._proto = model_proto
-    self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
-
-  @property
-  def vocab_size(self) -> int:
-    return self._sp.get_piece_size()
-
-  @property
-  def bos_id(self) -> int:
-    return self._sp.bos_id()
-
-  @property
-  def eos_id(self) -> int:
-    return self._sp.eos_id()
-
-  @property
-  def pad_id(self) -> int:
-    return self._sp.pad_id() if self._sp.pad_id() >= 0 else self.eos_id
-
-  def encode(self, text: str) -> list[int]:
-    return self._sp.encode(text)
-
-  def decode(self, ids: Sequence[int]) -> str:
-    return self._sp.decode([int(i) for i in ids])
-
-  def id_to_piece(self, token_id: int) -> str:
-    if self._sp.is_byte(token_id):
-      return chr(int(self._sp.id_to_piece(token_id)[3:5], 16))
-    return self._sp.id_to_piece(token_id).replace(_SPACE, " ")
-
-  def piece_to_id(self, piece: str) -> int:
-    sp_piece = piece.replace(" ", _SPACE)
-    token_id = self._sp.piece_to_id(sp_piece)
-    if token_id == self._sp.unk_id() and sp_piece != self._sp.id_to_piece(token_id):
-      raise KeyError(f"{piece!r} is not a single token")
-    return token_id
-
-  def to_blob(self) -> bytes:
-    return json.dumps({"kind": "sentencepiece",
-                       "model_proto": base64.b64encode(self._proto).decode()}).encode()
+from autollm_jax.sp_tokenizer import SentencePieceTokenizer
 
 
 class ByteBPETokenizer:
@@ -116,20 +69,6 @@ class ByteBPETokenizer:
   def to_blob(self) -> bytes:
     return json.dumps({"kind": "byte_bpe", "tokenizer_json": self._json, "bos_id": self._bos,
                        "eos_id": self._eos, "pad_id": self._pad}).encode()
-
-
-def tokenizer_from_blob(blob: bytes) -> SentencePieceTokenizer | ByteBPETokenizer:
-  """Rebuild a tokenizer from `to_blob()` bytes, or from a bare SentencePiece model proto (the
-  project's own tokenizers store that)."""
-  if not blob.startswith(b"{"):
-    return SentencePieceTokenizer(blob)
-  data = json.loads(blob)
-  if data["kind"] == "sentencepiece":
-    return SentencePieceTokenizer(base64.b64decode(data["model_proto"]))
-  if data["kind"] == "byte_bpe":
-    return ByteBPETokenizer(data["tokenizer_json"], data["bos_id"], data["eos_id"],
-                            data["pad_id"])
-  raise ValueError(f"unknown tokenizer kind {data['kind']!r}")
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -8,23 +8,14 @@ sft, rl_only and sft_rl against the baselines on the test split. On a 2-core CPU
 in at most 20 minutes; memory: under 3 GiB.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
+from autollm_jax import config_files
 
-def _base_config() -> ml_collections.ConfigDict:
-  """configs/sft.py's config (loaded by path: configs/ is not an installed package)."""
-  spec = importlib.util.spec_from_file_location(
-      "sft_config", pathlib.Path(__file__).with_name("sft.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = _base_config()
+  c = config_files.sibling(__file__, "sft.py").get_config()
   c.stages = "simulate,sft,rl,rl_only,evaluate"
 
   c.rl = ml_collections.ConfigDict()

@@ -9,22 +9,14 @@ sharded 8 ways, activations with remat about 6 GB at 8 x 4096 tokens; see the es
 launch/train.py prints before it allocates.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
+from autollm_jax import config_files
 
-def _mtrl_config() -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(
-      "mtrl_config", pathlib.Path(__file__).with_name("mtrl.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = _mtrl_config()
+  c = config_files.sibling(__file__, "mtrl.py").get_config()
   c.data.tasks = ("pretrain_steplaw", "arch_hwgpt", "mixture_admire")
   c.data.max_train_experiments = 0
   c.data.max_prompt_rows = 8

@@ -10,23 +10,15 @@ up to 17 GiB of one layer's attention probabilities, and trains on 4 rollouts at
 (9 GiB of activations with remat): under 56 GiB, e.g. one 80 GB H100 or A100.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
+from autollm_jax import config_files
 
-def _module(file: str):
-  """Another config file as a module (loaded by path: configs/ is not an installed package)."""
-  spec = importlib.util.spec_from_file_location(pathlib.Path(file).stem,
-                                                pathlib.Path(__file__).with_name(file))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = _module("sft_smollm2_135m.py").apply(_module("mtrl.py").get_config())
+  backbone = config_files.sibling(__file__, "sft_smollm2_135m.py")
+  c = backbone.apply(config_files.sibling(__file__, "mtrl.py").get_config())
   c.rl.experiments_per_batch = 8
   c.rl.group_size = 4
   c.rl.minibatches = 4

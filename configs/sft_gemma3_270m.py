@@ -12,19 +12,10 @@ sequences of 2048 tokens (two accumulation steps per batch of 8), most of them f
 over the 262k vocabulary: under 32 GiB.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
+from autollm_jax import config_files
 
-def _module(file: str):
-  """Another config file as a module (loaded by path: configs/ is not an installed package)."""
-  spec = importlib.util.spec_from_file_location(pathlib.Path(file).stem,
-                                                pathlib.Path(__file__).with_name(file))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -53,4 +44,4 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return apply(_module("sft.py").get_config())
+  return apply(config_files.sibling(__file__, "sft.py").get_config())

@@ -8,6 +8,8 @@ hosts, start one process per host (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES an
 JAX_PROCESS_ID, or the cluster's own launcher): they train together.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -24,6 +26,10 @@ WORKDIR = flags.DEFINE_string("workdir", "/tmp/autollm_jax", "Where checkpoints,
 
 def main(argv):
   del argv
+  try:
+    pipeline.parse_stages(CONFIG.value.stages)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   sharding.initialize_distributed()
   logging.info("config:\n%s", CONFIG.value)
   pipeline.train_and_evaluate(CONFIG.value, WORKDIR.value)

@@ -91,18 +91,15 @@ class LargeConfigCompileTest(absltest.TestCase):
   devices, with abstract arrays only (nothing of its size is allocated)."""
 
   def test_qwen3_1_7b_train_step_compiles(self):
-    import importlib.util
     import pathlib
+    from autollm_jax import config_files
     import jax.numpy as jnp
     from jax.sharding import NamedSharding, PartitionSpec as P
     from autollm_jax import pipeline
     from autollm_jax.training import train_step
 
     path = pathlib.Path(__file__).parents[1] / "configs" / "mtrl_qwen3_1_7b.py"
-    spec = importlib.util.spec_from_file_location("qwen_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = config_files.load_module(path).get_config()
     mesh = sharding.make_mesh(config.mesh.fsdp, config.mesh.tensor)
     self.assertEqual(dict(mesh.shape), {"fsdp": 4, "tensor": 2})
     model = pipeline.policy_model_config(config, 151_936)

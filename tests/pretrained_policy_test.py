@@ -2,13 +2,13 @@
 loaded once, its tokenizer wrapped with the protocol markers), and the zero-shot LLM agent
 playing an episode with those weights on the device."""
 
-import importlib.util
 import pathlib
 
 from absl.testing import absltest
 import jax
 import numpy as np
 
+from autollm_jax import config_files
 from autollm_jax import evaluation
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import grammar
@@ -24,10 +24,7 @@ CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "sft_smollm2_135m.py"
 
 
 def smollm2_config():
-  spec = importlib.util.spec_from_file_location("sft_smollm2_135m", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_files.load_module(CONFIG).get_config()
   config.model.dtype = "float32"  # bf16 matmuls are slow on CPU
   return config
 

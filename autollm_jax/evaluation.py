@@ -87,15 +87,38 @@ def score_episode(experiment: Experiment, table: TaskTable, candidates, reasonin
       reasoning=tuple(reasoning))
 
 
-def _interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Mean and 95% t-interval (clipped to the regrets' range [0, 1]) over the first axis of
-  float[n, K]; zero width when n == 1."""
+def _interval(values: np.ndarray, low: float = 0.0, high: float = 1.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Mean and 95% t-interval (clipped to [low, high], the regrets' range by default) over
+  the first axis of float[n, K]; zero width when n == 1."""
   mean = values.mean(axis=0)
   n = values.shape[0]
   if n < 2:
     return mean, mean, mean
   half = scipy.stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
-  return mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
+  return mean, np.clip(mean - half, low, high), np.clip(mean + half, low, high)
+
+
+def paired_difference(report: dict, agent: str, baseline: str,
+                      key: str = "strict_regret") -> dict:
+  """The regret of `agent` minus that of `baseline`, paired by experiment.
+
+  Both agents played the same experiments, so the per-experiment differences remove the
+  spread between experiments that dominates each agent's own interval.
+
+  Args:
+    report: an `evaluate` report holding both agents.
+    agent, baseline: agent names in the report.
+    key: one of REGRETS.
+  Returns:
+    {"mean", "lo", "hi": float[budget] (mean difference and its 95% t-interval over the
+    experiments; negative: `agent` has lower regret), "experiments": int}.
+  """
+  a, b = (report["agents"][name]["per_experiment"] for name in (agent, baseline))
+  differences = np.array([np.subtract(a[n][key], b[n][key]) for n in report["experiments"]])
+  mean, lo, hi = _interval(differences, -1.0, 1.0)
+  return {"mean": mean.tolist(), "lo": lo.tolist(), "hi": hi.tolist(),
+          "experiments": len(differences)}
 
 
 def _summary(per_experiment: Mapping[str, Mapping[str, list]], names: Sequence[str]) -> dict:

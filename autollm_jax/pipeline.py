@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 
 STAGES = ("simulate", "sft", "rl", "rl_only", "evaluate")
 POLICY_STAGES = {"sft": "sft", "rl": "sft_rl", "rl_only": "rl_only"}
+# The ablation's questions, as paired differences in the report: does RL improve on the
+# distilled policy, and how far is each policy from the teacher it imitates.
+COMPARISONS = (("sft_rl", "sft"), ("sft", "teacher"), ("sft_rl", "teacher"),
+               ("rl_only", "sft_rl"))
 
 
 def parse_stages(text: str) -> tuple[str, ...]:
@@ -233,6 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                                           tokenizer, s.settings)
   result = evaluation.evaluate(agents, s.test, s.tables, range(config.eval.seeds),
                                config.eval.budget)
+  report_lib.add_comparisons(result, COMPARISONS)
   paths = report_lib.write(result, workdir / "eval")
   logging.info("report: %s", ", ".join(str(p) for p in paths.values()))
   print(report_lib.markdown(result))

@@ -5,10 +5,10 @@ episode is a prompt (rendered on the host once per experiment) followed by turns
 turn the agent writes free reasoning and an action, and the environment answers:
 
   <task> pretrain_steplaw: choose the learning rate ... Metric: smooth loss, lower is better.
-  <target> fidelity N=1.074e+09,D=2.000e+10 (N=1.07e+09 D=2.00e+10): 118 candidate
+  <target> fidelity N=1.074e+09,D=2.000e+10: 118 candidate
   configurations. Parameters: lr (log) in [2.44e-04, 1.11e-02]; bs (log) in [3.20e+01,
   2.05e+03]. Budget: 5 trials.
-  <cheap> fidelity N=2.147e+08,D=4.000e+09 (N=2.15e+08 D=4.00e+09): all 3 runs, best first.
+  <cheap> fidelity N=2.147e+08,D=4.000e+09: all 3 runs, best first.
   lr=2.76e-03 bs=1.28e+02 smooth loss=2.6210e+00
   lr=1.95e-03 bs=2.56e+02 smooth loss=2.6304e+00
   ...
@@ -155,9 +155,14 @@ def select_rows(minimized: np.ndarray, max_rows: int) -> tuple[np.ndarray, str]:
 
 
 def _fidelity_text(table: TaskTable, fidelity: int) -> str:
-  scale = " ".join(f"{name}={format_param(v)}" for name, v in
+  """The fidelity's name, and its numeric scale unless the name already spells it out (the
+  CSV tasks name a fidelity by its scale columns: `N=2.147e+08,D=4.000e+09`)."""
+  name = table.fidelity_names[fidelity]
+  if all(f"{scale_name}=" in name for scale_name in table.fidelity_scale_names):
+    return f"fidelity {name}"
+  scale = " ".join(f"{scale_name}={format_param(v)}" for scale_name, v in
                    zip(table.fidelity_scale_names, table.fidelity_scale[fidelity]))
-  return f"fidelity {table.fidelity_names[fidelity]} ({scale})"
+  return f"fidelity {name} ({scale})"
 
 
 def _range_text(param, values: np.ndarray) -> str:

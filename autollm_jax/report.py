@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from autollm_jax import evaluation
 from autollm_jax.evaluation import REGRETS
 
 
@@ -41,6 +43,17 @@ def markdown(report: dict) -> str:
               for t in tasks for k in (0, budget - 1)]
       lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+  if report.get("comparisons"):
+    lines += ["## Paired differences in strict regret (agent minus baseline)", "",
+              "Mean over experiments of the per-experiment difference, 95% interval; an "
+              "interval entirely below 0 means the agent is better beyond it.", "",
+              f"| agent - baseline | k=1 | k={budget} |", "|---|---|---|"]
+    for c in report["comparisons"]:
+      d = c["strict_regret"]
+      lines.append(f"| {c['agent']} - {c['baseline']} | "
+                   + " | ".join(f"{d['mean'][k]:+.3f} [{d['lo'][k]:+.3f}, {d['hi'][k]:+.3f}]"
+                                for k in (0, budget - 1)) + " |")
+    lines.append("")
   return "\n".join(lines)
 
 
@@ -70,6 +83,17 @@ def plot(report: dict, path: str | os.PathLike) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def add_comparisons(report: dict, pairs: Sequence[tuple[str, str]]) -> dict:
+  """The report with "comparisons": a paired difference (evaluation.paired_difference) for
+  each (agent, baseline) pair whose agents are both in it."""
+  report["comparisons"] = [
+      {"agent": a, "baseline": b,
+       "strict_regret": evaluation.paired_difference(report, a, b, "strict_regret"),
+       "normalized_regret": evaluation.paired_difference(report, a, b, "normalized_regret")}
+      for a, b in pairs if a in report["agents"] and b in report["agents"]]
+  return report
 
 
 def write(report: dict, out_dir: str | os.PathLike) -> dict[str, pathlib.Path]:

@@ -7,10 +7,12 @@ Both loops play the same episodes with the same model and experiments, in one pr
                (the same jitted `sampler.decode`), then the turns are brought to the host,
                detokenized, stepped through the Python environment (`ReferenceEnv`), and
                the feedback text is tokenized and sent back for a jitted prefill.
+Episodes cycle over the train experiments of one task (as GRPO's groups repeat them). The
+model has random weights and the vocabulary of a SentencePiece model trained on the prompts.
 Tokens/s counts the agent's sampled tokens. The last line reads
 `rollout tokens/s: device_loop=<n> host_loop=<n> ratio=<x>`.
 
-  python bench/rollout_bench.py [--batch=32 --turn_tokens=64 --repeats=3]
+  python bench/rollout_bench.py [--batch=32 --turn_tokens=96 --repeats=3 --model=scratch_1m]
 """
 
 import time
@@ -37,9 +39,11 @@ from autollm_jax.model import transformer
 from autollm_jax.model.kv_cache import init_cache
 
 BATCH = flags.DEFINE_integer("batch", 32, "Episodes played at once.")
-TURN_TOKENS = flags.DEFINE_integer("turn_tokens", 64, "Tokens per turn.")
+TURN_TOKENS = flags.DEFINE_integer("turn_tokens", 96, "Tokens per turn.")
 REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repetitions of each loop (best kept).")
 MODEL = flags.DEFINE_string("model", "scratch_1m", "Model config (random weights).")
+DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                          "Compute dtype (default: the config's; weights stay float32).")
 
 
 def setup():
@@ -48,13 +52,15 @@ def setup():
   settings = policy.PolicySettings(max_prompt_rows=4, max_context_fidelities=2,
                                    turn_tokens=TURN_TOKENS.value,
                                    think_tokens=TURN_TOKENS.value // 2, temperature=1.0)
-  exps = [policy.prompt_experiment(e, table, settings) for e in exps[:BATCH.value]]
+  exps = [policy.prompt_experiment(exps[i % len(exps)], table, settings)
+          for i in range(BATCH.value)]
   texts = [protocol.render_prompt(table, e, 4) for e in exps]
   texts.append(protocol.render_turn("the optimum moved", table.param_names, [1e-3, 256.0]) +
                protocol.render_feedback("smooth loss", 2.5, 2.5, 3))
   tok = sp_tokenizer.train_sentencepiece(texts * 3, vocab_size=1024)
   tables = {table.name: table}
-  config = model_config.get_config(MODEL.value, vocab_size=tok.vocab_size)
+  overrides = {"dtype": DTYPE.value} if DTYPE.value else {}
+  config = model_config.get_config(MODEL.value, vocab_size=tok.vocab_size, **overrides)
   graphdef, params = nnx.split(transformer.create_model(config, 0))
   return tables, exps, tok, settings, config, graphdef, params
 
@@ -153,7 +159,7 @@ def main(argv):
   device = timed(device_loop(*setup_args), REPEATS.value)
   host = timed(host_loop(*setup_args), REPEATS.value)
   print(f"batch={BATCH.value} turn_tokens={TURN_TOKENS.value} model={MODEL.value} "
-        f"backend={jax.default_backend()}")
+        f"dtype={setup_args[4].dtype} on {jax.devices()[0].device_kind} jax={jax.__version__}")
   print(f"rollout tokens/s: device_loop={device:.0f} host_loop={host:.0f} "
         f"ratio={device / host:.2f}")
 

@@ -79,8 +79,10 @@ class AgentsTest(parameterized.TestCase):
     full = agents.make("teacher").propose(self.obs, [], np.random.default_rng(0))
     brief = teacher_lib.Teacher("brief").propose(self.obs, [], np.random.default_rng(0))
     np.testing.assert_array_equal(brief.config, full.config)
-    self.assertTrue(brief.reasoning.startswith("Next: lr="), brief.reasoning)
-    self.assertTrue(full.reasoning.endswith(brief.reasoning))
+    predicted = re.fullmatch(r"Predicted (.+)\.", brief.reasoning)
+    self.assertIsNotNone(predicted, brief.reasoning)
+    self.assertTrue(full.reasoning.endswith(f"(predicted {predicted.group(1)})."),
+                    full.reasoning)
     self.assertLess(len(brief.reasoning), len(full.reasoning) / 3)
 
   def test_trend_fit_recovers_a_line(self):

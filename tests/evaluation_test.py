@@ -77,6 +77,22 @@ class EvaluationTest(absltest.TestCase):
     episode = evaluation.run_episode(Oracle(), e, table, seed=0, budget=2)
     np.testing.assert_array_equal(episode.strict_regret, [0.0, 0.0])
 
+  def test_paired_difference_matches_a_hand_computed_t_interval(self):
+    diff = evaluation.paired_difference(self.report, "topk", "random")
+    per = self.report["agents"]
+    d = np.array([np.subtract(per["topk"]["per_experiment"][e.name]["strict_regret"],
+                              per["random"]["per_experiment"][e.name]["strict_regret"])
+                  for e in self.test])
+    n = len(d)
+    t975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}[n - 1]
+    half = t975 * d.std(axis=0, ddof=1) / np.sqrt(n)
+    np.testing.assert_allclose(diff["mean"], d.mean(axis=0))
+    np.testing.assert_allclose(diff["lo"], np.clip(d.mean(axis=0) - half, -1, 1), atol=1e-3)
+    np.testing.assert_allclose(diff["hi"], np.clip(d.mean(axis=0) + half, -1, 1), atol=1e-3)
+    self.assertEqual(diff["experiments"], n)
+    same = evaluation.paired_difference(self.report, "topk", "topk")
+    np.testing.assert_array_equal(same["mean"], np.zeros(BUDGET))
+
   def test_write(self):
     with tempfile.TemporaryDirectory() as out:
       paths = report_lib.write(self.report, out)
@@ -85,6 +101,11 @@ class EvaluationTest(absltest.TestCase):
       self.assertIn("| random |", md)
       self.assertIn("syn_b k=3", md)
       self.assertGreater(paths["png"].stat().st_size, 1000)
+    compared = report_lib.add_comparisons(dict(self.report), [("topk", "random"),
+                                                              ("sft", "random")])
+    self.assertEqual([(c["agent"], c["baseline"]) for c in compared["comparisons"]],
+                     [("topk", "random")])  # sft was not evaluated
+    self.assertIn("| topk - random |", report_lib.markdown(compared))
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class LargeConfigCompileTest(absltest.TestCase):
     import pathlib
     from autollm_jax import config_files
     import jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import PartitionSpec as P
     from autollm_jax import pipeline
     from autollm_jax.training import train_step
 
@@ -113,7 +113,7 @@ class LargeConfigCompileTest(absltest.TestCase):
     state = train_step.abstract_state(params, opt)
     rows, length = 16, 1024
     per = rows // config.rl.grad_accum_steps
-    batch_sharding = NamedSharding(mesh, P(None, sharding.FSDP))
+    batch_sharding = train_step.microbatch_sharding(mesh)
     def leaf(dtype):
       return jax.ShapeDtypeStruct((config.rl.grad_accum_steps, per, length), dtype,
                                   sharding=batch_sharding)
@@ -122,10 +122,7 @@ class LargeConfigCompileTest(absltest.TestCase):
              "ref_logp": leaf(jnp.float32),
              "advantages": jax.ShapeDtypeStruct((config.rl.grad_accum_steps, per), jnp.float32,
                                                 sharding=batch_sharding)}
-    state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
-    step = jax.jit(train_step.make_train_step(grpo.grpo_loss_fn(graphdef, config.rl), opt),
-                   donate_argnums=0, in_shardings=(state_shardings, batch_sharding),
-                   out_shardings=(state_shardings, NamedSharding(mesh, P())))
+    step = train_step.jit_train_step(grpo.grpo_loss_fn(graphdef, config.rl), opt, state, mesh)
     compiled = step.lower(state, batch).compile()
     embed = state.params["embed"]
     self.assertEqual(embed.sharding.spec, P(sharding.TENSOR, sharding.FSDP))

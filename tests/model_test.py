@@ -83,15 +83,15 @@ class TransformerTest(parameterized.TestCase):
     chex.assert_trees_all_close(jax.grad(lambda p: loss(remat_graph, p))(params),
                                 jax.grad(lambda p: loss(graphdef, p))(params), atol=1e-5)
 
-  @parameterized.parameters("scratch_1m", "scratch_10m", "scratch_50m", "gemma3_270m",
-                            "smollm2_135m", "qwen3_1.7b", "qwen3_4b")
+  @parameterized.parameters("scratch_1m", "scratch_10m", "scratch_50m", "scratch_1b",
+                            "gemma3_270m", "smollm2_135m", "qwen3_1.7b", "qwen3_4b")
   def test_registry_param_counts(self, name):
     config = config_lib.get_config(name)
     _, abstract = transformer.abstract_model(config)
     self.assertEqual(transformer.param_count(abstract), memory.param_count(config))
     expected = {"scratch_1m": 1.3e6, "scratch_10m": 11e6, "scratch_50m": 52e6,
-                "gemma3_270m": 268e6, "smollm2_135m": 135e6, "qwen3_1.7b": 1.72e9,
-                "qwen3_4b": 4.02e9}[name]
+                "scratch_1b": 1.02e9, "gemma3_270m": 268e6, "smollm2_135m": 135e6,
+                "qwen3_1.7b": 1.72e9, "qwen3_4b": 4.02e9}[name]
     np.testing.assert_allclose(memory.param_count(config), expected, rtol=0.1)
 
   def test_config_json_round_trip_and_errors(self):

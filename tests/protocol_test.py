@@ -1,5 +1,6 @@
 """The text protocol: number formats, actions, feedback, row selection and prompts."""
 
+import dataclasses
 import re
 
 from absl.testing import absltest
@@ -127,6 +128,12 @@ class PromptTest(absltest.TestCase):
                                "2 spread over the other 21 of 24 runs, best first.")
     rows = lines[3:8]
     self.assertLen(rows, 5)
+    named_by_scale = dataclasses.replace(table, fidelity_names=("N=1.000e+08,D=2.000e+09",
+                                                                "N=1.074e+09,D=2.000e+10"))
+    lines = protocol.render_prompt(named_by_scale, experiment, max_rows=5).split("\n")
+    self.assertTrue(lines[1].startswith("<target> fidelity N=1.074e+09,D=2.000e+10: 10 "),
+                    lines[1])  # the scale is written once
+    self.assertTrue(lines[2].startswith("<cheap> fidelity N=1.000e+08,D=2.000e+09: the "))
     values = [float(re.search(r"acc=(\S+)", r).group(1)) for r in rows]
     self.assertEqual(values, sorted(values, reverse=True))
     self.assertAlmostEqual(values[0], table.outcomes_at(0).max(), places=4)

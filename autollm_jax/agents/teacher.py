@@ -130,8 +130,8 @@ class Teacher(base.Agent):
   def __init__(self, reasoning: str = "full"):
     """Args:
       reasoning: "full" writes the cross-fidelity analysis with its numbers (first turn) and
-        the refinement (later turns); "brief" writes only the conclusion (the configuration
-        chosen and its predicted outcome), for policies that must reason in few tokens.
+        the refinement (later turns); "brief" writes only the predicted outcome of its
+        choice, for policies that must reason in few tokens.
     """
     if reasoning not in ("full", "brief"):
       raise ValueError(f"reasoning={reasoning!r}: use 'full' or 'brief'")
@@ -267,8 +267,11 @@ class Teacher(base.Agent):
     if history:
       # The cross-fidelity analysis was written in the first turn, which stays in the context.
       text = self._refinement(obs, history)
-    conclusion = (f"Next: {obs.format_config(obs.candidates[order[0]])} (predicted "
-                  f"{obs.metric.name}={predicted[0]:.4g}).")
+    prediction = f"{obs.metric.name}={predicted[0]:.4g}"
     if self.reasoning == "brief":
-      return base.Proposal(obs.candidates[order[0]], conclusion)
-    return base.Proposal(obs.candidates[order[0]], f"{text} {conclusion}")
+      # The action that follows names the configuration: restating it would only lengthen
+      # the turn (and ask a small policy to convert between number formats).
+      return base.Proposal(obs.candidates[order[0]], f"Predicted {prediction}.")
+    return base.Proposal(obs.candidates[order[0]],
+                         f"{text} Next: {obs.format_config(obs.candidates[order[0]])} "
+                         f"(predicted {prediction}).")

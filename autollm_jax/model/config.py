@@ -116,6 +116,10 @@ _REGISTRY: dict[str, ModelConfig] = {
     "scratch_1m": _scratch("scratch_1m", 4096, 128, 4, 4, 2, 384),
     "scratch_10m": _scratch("scratch_10m", 4096, 320, 8, 8, 4, 960),
     "scratch_50m": _scratch("scratch_50m", 4096, 576, 12, 9, 3, 1920),
+    # ~1B for training at scale (bench/train_bench.py): every width a multiple of 128 for the
+    # tensor cores; bf16 compute on fp32 master weights, rematerialized blocks.
+    "scratch_1b": _scratch("scratch_1b", 4096, 2048, 16, 16, 8, 8192).replace(
+        dtype="bfloat16", remat=True),
     "gemma3_270m": ModelConfig(
         name="gemma3_270m", family="gemma3", vocab_size=262_144, embed_dim=640, num_layers=18,
         num_heads=4, num_kv_heads=1, head_dim=256, mlp_dim=2048, activation="gelu_tanh",

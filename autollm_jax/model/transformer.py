@@ -133,16 +133,9 @@ class Block(nnx.Module):
       self.post_attn_norm = RMSNorm(d, c.norm_eps, pd)
       self.post_mlp_norm = RMSNorm(d, c.norm_eps, pd)
 
-  def __call__(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"],
-               k_cache: Array | None, v_cache: Array | None, key_mask: Bool[Array, "B S"],
-               key_positions: Int[Array, "B S"], index: Int[Array, ""],
-               window: Int[Array, ""], rope_base: Float[Array, ""]):
-    """One block. Without a cache (k_cache None) keys are this chunk's own; with one, the
-    chunk's keys/values are written at slots index..index+T-1 first.
-
-    Returns:
-      (x [B, T, D], k [B, S, K, H], v [B, S, K, H]) where S is T without a cache.
-    """
+  def project_qkv(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"],
+                  rope_base: Float[Array, ""]) -> tuple[Array, Array, Array]:
+    """The chunk's queries [B, T, N, H], keys and values [B, T, K, H] (RoPE applied)."""
     c = self.config
     dt = jnp.dtype(c.dtype)
     h = self.attn_norm(x)
@@ -151,15 +144,21 @@ class Block(nnx.Module):
     v = jnp.einsum("btd,dkh->btkh", h, self.v_proj[...].astype(dt))
     if c.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
-    q = apply_rope(q, positions, rope_base)
-    k = apply_rope(k, positions, rope_base)
-    if k_cache is not None:
-      k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
-      v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
+    return apply_rope(q, positions, rope_base), apply_rope(k, positions, rope_base), v
+
+  def attend_and_mlp(self, x: Float[Array, "B T D"], q: Float[Array, "B T N H"],
+                     keys: Float[Array, "B S K H"], values: Float[Array, "B S K H"],
+                     positions: Int[Array, "B T"], key_mask: Bool[Array, "B S"],
+                     key_positions: Int[Array, "B S"], index: Int[Array, ""],
+                     window: Int[Array, ""]) -> Float[Array, "B T D"]:
+    """The rest of the block: the chunk's queries (at slots index..index+T-1) attend to the
+    S key slots, then the residual MLP. Returns the block's output [B, T, D]."""
+    c = self.config
+    dt = jnp.dtype(c.dtype)
     q_slots = index + jnp.arange(x.shape[1])
     scale = (c.query_scale or c.head_dim) ** -0.5
-    a = attend(q, k.astype(dt), v.astype(dt), q_slots, key_mask, positions, key_positions,
-               window, scale)
+    a = attend(q, keys.astype(dt), values.astype(dt), q_slots, key_mask, positions,
+               key_positions, window, scale)
     a = jnp.einsum("btnh,nhd->btd", a, self.o_proj[...].astype(dt))
     if c.post_norms:
       a = self.post_attn_norm(a)
@@ -171,7 +170,7 @@ class Block(nnx.Module):
     m = jnp.einsum("btf,fd->btd", act * up, self.down_proj[...].astype(dt))
     if c.post_norms:
       m = self.post_mlp_norm(m)
-    return x + m, k, v
+    return x + m
 
 
 class Transformer(nnx.Module):
@@ -233,25 +232,39 @@ class Transformer(nnx.Module):
                                                    positions.astype(jnp.int32), (0, index))
     windows, bases = self._layer_scalars()
     block_def, block_params = nnx.split(self.blocks)
+    layers = (block_params, jnp.arange(c.num_layers), windows, bases)
 
-    def body(x, layer):
-      params, k_cache, v_cache, window, base = layer
-      block = nnx.merge(block_def, params)
-      x, k, v = block(x, positions, k_cache, v_cache, key_mask, key_positions, index, window,
-                      base)
-      return x, (k, v) if cache is not None else None
-
-    if c.remat:
-      body = jax.checkpoint(body, prevent_cse=False)
-    layers = (block_params, None if cache is None else cache.k,
-              None if cache is None else cache.v, windows, bases)
-    x, kv = jax.lax.scan(body, x, layers)
-    x = self.final_norm(x)
     if cache is None:
-      return x, None
-    k, v = kv
-    return x, KVCache(k=k, v=v, key_mask=key_mask, positions=key_positions,
-                      index=index + tokens.shape[1])
+      def body(x, layer):
+        params, _, window, base = layer
+        block = nnx.merge(block_def, params)
+        q, k, v = block.project_qkv(x, positions, base)
+        return block.attend_and_mlp(x, q, k, v, positions, key_mask, key_positions, index,
+                                    window), None
+
+      if c.remat:
+        body = jax.checkpoint(body, prevent_cse=False)
+      x, _ = jax.lax.scan(body, x, layers)
+      return self.final_norm(x), None
+
+    # The whole cache rides in the scan's carry and only the chunk's slots are written, in
+    # place: as a scan input/output it would be copied whole at every decode step.
+    def cached_body(carry, layer):
+      x, k_all, v_all = carry
+      params, i, window, base = layer
+      block = nnx.merge(block_def, params)
+      q, k, v = block.project_qkv(x, positions, base)
+      k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype),
+                                           (i, 0, index, 0, 0))
+      v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype),
+                                           (i, 0, index, 0, 0))
+      x = block.attend_and_mlp(x, q, k_all[i], v_all[i], positions, key_mask, key_positions,
+                               index, window)
+      return (x, k_all, v_all), None
+
+    (x, k, v), _ = jax.lax.scan(cached_body, (x, cache.k, cache.v), layers)
+    return self.final_norm(x), KVCache(k=k, v=v, key_mask=key_mask, positions=key_positions,
+                                       index=index + tokens.shape[1])
 
   def logits(self, hidden: Float[Array, "... D"]) -> Float[Array, "... V"]:
     """Float32 next-token logits from hidden states."""

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from autollm_jax import checkpoint as checkpoint_lib
 from autollm_jax import env as env_lib
@@ -100,16 +100,12 @@ class GrpoTrainer:
         rollout_lib.RolloutConfig(config.turn_tokens, config.temperature, config.top_k or None,
                                   config.top_p or None, config.think_tokens), stop_id)
     self.score = jax.jit(lambda p, t, m: sequence_log_probs(graphdef, p, t, m))
-    self.batch_sharding = NamedSharding(mesh, P(None, sharding_lib.FSDP))
     self._step = None
 
   def _train_step(self, state: train_step.TrainState):
     if self._step is None:
-      shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
-      self._step = jax.jit(
-          train_step.make_train_step(grpo_loss_fn(self.graphdef, self.config), self.optimizer),
-          donate_argnums=0, in_shardings=(shardings, self.batch_sharding),
-          out_shardings=(shardings, NamedSharding(self.mesh, P())))
+      self._step = train_step.jit_train_step(grpo_loss_fn(self.graphdef, self.config),
+                                             self.optimizer, state, self.mesh)
     return self._step
 
   def play(self, params: nnx.State, experiment_ids: np.ndarray, key: jax.Array,

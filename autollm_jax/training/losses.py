@@ -21,9 +21,11 @@ def token_log_probs(logits: Float[Array, "B T V"], tokens: Int[Array, "B T"]
   Returns:
     [B, T] log-probabilities aligned with `tokens`.
   """
-  logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-  picked = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
-  return jnp.pad(picked, ((0, 0), (1, 0)))
+  logits = logits[:, :-1].astype(jnp.float32)
+  # The picked logit less the log-normalizer: no [B, T, V] log-softmax is materialized (one
+  # pass less over the logits, and one such array less in memory).
+  picked = jnp.take_along_axis(logits, tokens[:, 1:, None], axis=-1)[..., 0]
+  return jnp.pad(picked - jax.nn.logsumexp(logits, axis=-1), ((0, 0), (1, 0)))
 
 
 def masked_mean(values: Float[Array, "B T"], mask: Float[Array, "B T"]) -> Float[Array, ""]:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from autollm_jax import checkpoint as checkpoint_lib
 from autollm_jax import sharding as sharding_lib
@@ -45,10 +45,6 @@ def sft_loss_fn(graphdef: nnx.GraphDef):
   return loss_fn
 
 
-def state_shardings(state: train_step.TrainState) -> train_step.TrainState:
-  return jax.tree_util.tree_map(lambda x: x.sharding, state)
-
-
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
           sequences: Sequence[np.ndarray], loss_masks: Sequence[np.ndarray],
           model_config: ModelConfig, tokenizer_blob: bytes, pad_id: int, mesh: Mesh,
@@ -73,15 +69,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   if init_params is not None:
     params = sharding_lib.shard_params(init_params, mesh)
   state = jax.jit(train_step.init_state, static_argnums=1)(params, optimizer)
-  shardings = state_shardings(state)
   manager = checkpoint_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=2)
   state = resume.resume(manager, state, model_config, mesh)
 
   accum = config.grad_accum_steps
-  batch_sharding = NamedSharding(mesh, P(None, sharding_lib.FSDP))
-  step_fn = jax.jit(train_step.make_train_step(sft_loss_fn(graphdef), optimizer),
-                    donate_argnums=0, in_shardings=(shardings, batch_sharding),
-                    out_shardings=(shardings, NamedSharding(mesh, P())))
+  batch_sharding = train_step.microbatch_sharding(mesh)
+  step_fn = train_step.jit_train_step(sft_loss_fn(graphdef), optimizer, state, mesh)
   batches = batching.BucketedBatches(
       sequences, loss_masks, config.batch_size,
       batching.bucket_lengths(max(len(s) for s in sequences)), pad_id, seed)

@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from autollm_jax.sharding import FSDP
 
 LossFn = Callable[[nnx.State, Any], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -107,3 +110,21 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return step
+
+
+def microbatch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batch arrays [A, B / A, ...] (see split_microbatches): each microbatch's rows split over
+  "fsdp"."""
+  return NamedSharding(mesh, P(None, FSDP))
+
+
+def jit_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+                   state: TrainState, mesh: Mesh
+                   ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
+  """`make_train_step` jitted for `mesh`: the state (arrays or ShapeDtypeStructs with
+  shardings) keeps its shardings and is donated, the batch is laid out by
+  microbatch_sharding, the metrics are replicated."""
+  shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+  return jax.jit(make_train_step(loss_fn, optimizer), donate_argnums=0,
+                 in_shardings=(shardings, microbatch_sharding(mesh)),
+                 out_shardings=(shardings, NamedSharding(mesh, P())))

@@ -9,7 +9,9 @@ Both loops play the same episodes with the same model and experiments, in one pr
                the feedback text is tokenized and sent back for a jitted prefill.
 Episodes cycle over the train experiments of one task (as GRPO's groups repeat them). The
 model has random weights and the vocabulary of a SentencePiece model trained on the prompts.
-Tokens/s counts the agent's sampled tokens. The last line reads
+Tokens/s counts the agent's sampled tokens. A line before the last gives the host loop's time
+split into decode, Python env (detokenize, parse, match, render, tokenize) and feedback
+prefill. The last line reads
 `rollout tokens/s: device_loop=<n> host_loop=<n> ratio=<x>`.
 
   python bench/rollout_bench.py [--batch=32 --turn_tokens=96 --repeats=3 --model=scratch_1m]
@@ -110,7 +112,10 @@ def host_loop(tables, exps, tok, settings, config, graphdef, params):
     hidden, cache = model.hidden_states(chunk, chunk_pos, chunk_mask, cache)
     return model.logits(jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]), cache
 
+  seconds = {"decode": 0.0, "python_env": 0.0, "feedback_prefill": 0.0}
+
   def play(seed):
+    seconds.update(dict.fromkeys(seconds, 0.0))  # keep the last run's breakdown
     envs = [reference_env.ReferenceEnv(tables[e.task], e) for e in exps]
     cache = init_cache(config, len(exps), length)
     logits, positions, cache = prefill(params, tokens, mask, cache)
@@ -118,9 +123,12 @@ def host_loop(tables, exps, tok, settings, config, graphdef, params):
     sampled = 0
     for turn in range(max_budget):
       active = np.array([not e.done for e in envs])
+      start_time = time.perf_counter()
       out = decode(params, stop_finished(logits, jnp.asarray(active)), positions, cache,
                    jax.random.fold_in(key, turn))
       turn_tokens, lengths = jax.device_get((out.tokens, out.lengths))
+      seconds["decode"] += time.perf_counter() - start_time
+      start_time = time.perf_counter()
       turn_len = np.where(active, lengths, 0)
       chunks, chunk_masks, last = [], [], []
       for b, e in enumerate(envs):
@@ -135,11 +143,16 @@ def host_loop(tables, exps, tok, settings, config, graphdef, params):
         last.append(len(fb_ids))
       start = np.asarray(positions) + np.maximum(turn_len - 1, 0)
       chunk_pos = start[:, None] + np.arange(feedback_len + 1)
+      seconds["python_env"] += time.perf_counter() - start_time
+      start_time = time.perf_counter()
       logits, cache = extend(params, jnp.asarray(chunks, jnp.int32), jnp.asarray(chunk_pos),
                              jnp.asarray(chunk_masks), out.cache, jnp.asarray(last))
       positions = jnp.asarray(start + 1 + np.asarray(last))
+      jax.block_until_ready(logits)
+      seconds["feedback_prefill"] += time.perf_counter() - start_time
     return float(sampled)
 
+  play.seconds = seconds
   return play
 
 
@@ -157,9 +170,16 @@ def main(argv):
   del argv
   setup_args = setup()
   device = timed(device_loop(*setup_args), REPEATS.value)
-  host = timed(host_loop(*setup_args), REPEATS.value)
+  host_play = host_loop(*setup_args)
+  host = timed(host_play, REPEATS.value)
   print(f"batch={BATCH.value} turn_tokens={TURN_TOKENS.value} model={MODEL.value} "
         f"dtype={setup_args[4].dtype} on {jax.devices()[0].device_kind} jax={jax.__version__}")
+  # Where the host loop's time goes (its last run): the device loop can only save the Python
+  # env's share and the round trips, so on a CPU, where both decode on the same cores, the
+  # ratio is about 1 / (1 - python_env share).
+  total = sum(host_play.seconds.values())
+  print("host_loop time: " + " ".join(f"{k}={100 * v / total:.1f}%"
+                                      for k, v in host_play.seconds.items()))
   print(f"rollout tokens/s: device_loop={device:.0f} host_loop={host:.0f} "
         f"ratio={device / host:.2f}")
 

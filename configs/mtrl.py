@@ -21,12 +21,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl = ml_collections.ConfigDict()
   c.rl.iterations = 6
   c.rl.experiments_per_batch = 2
-  c.rl.group_size = 4
+  c.rl.group_size = 8
   c.rl.epochs = 1
   c.rl.minibatches = 2
   c.rl.grad_accum_steps = 1
   c.rl.clip_eps = 0.2
-  c.rl.kl_coef = 0.04  # k3 ("low_var_kl") estimator
+  c.rl.kl_coef = 0.02  # k3 ("low_var_kl") estimator
   c.rl.loss_aggregation = "token-mean"
   c.rl.reward_mode = "terminal"  # or "shaped" (per-trial improvements)
   c.rl.regret_kind = "strict"

@@ -20,13 +20,13 @@ def get_config() -> ml_collections.ConfigDict:
   # The 19-weight mixtures make prompts of thousands of tokens: kept out of the CPU default.
   c.data.tasks = ("pretrain_steplaw", "arch_hwgpt")
   c.data.curation_seed = 0
-  c.data.max_train_experiments = 48  # 0: all
+  c.data.max_train_experiments = 0  # 0: all (110 on steplaw and hwgpt)
   c.data.max_prompt_rows = 3  # cheap results shown per fidelity
   c.data.max_context_fidelities = 1  # the cheap fidelities nearest the target; 0: all
 
   c.simulation = ml_collections.ConfigDict()
-  c.simulation.seeds = (0, 1)
-  c.simulation.budgets = (3,)
+  c.simulation.seeds = (0,)  # the teacher is deterministic: more seeds repeat its episodes
+  c.simulation.budgets = (5,)
   # "brief": the teacher writes only its conclusion, so that a small policy's turns stay short
   # on a CPU; "full": its whole cross-fidelity analysis (configs for accelerators).
   c.simulation.reasoning = "brief"
@@ -43,8 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.max_seq_len = 2048
 
   c.policy = ml_collections.ConfigDict()
-  c.policy.think_tokens = 80  # the most reasoning tokens of one turn; then the action is forced
-  c.policy.turn_tokens = 224  # the most tokens of one turn (reasoning and action)
+  c.policy.think_tokens = 32  # the most reasoning tokens of one turn; then the action is forced
+  # The most tokens of one turn (reasoning and action): at least think_tokens + the longest
+  # action (66 tokens for hwgpt's five parameters), checked before training.
+  c.policy.turn_tokens = 112
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.fsdp = -1  # -1: every device left after tensor
@@ -53,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sft = ml_collections.ConfigDict()
   c.sft.batch_size = 4
   c.sft.grad_accum_steps = 1
-  c.sft.total_steps = 120
+  c.sft.total_steps = 200
   c.sft.learning_rate = 3e-3
   c.sft.warmup_steps = 12
   c.sft.final_lr_fraction = 0.1
@@ -61,8 +63,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.sft.b1 = 0.9
   c.sft.b2 = 0.95
   c.sft.grad_clip_norm = 1.0
-  c.sft.log_every = 10
-  c.sft.checkpoint_every = 40
+  c.sft.log_every = 20
+  c.sft.checkpoint_every = 50
 
   c.eval = ml_collections.ConfigDict()
   c.eval.agents = ("random", "topk", "teacher")

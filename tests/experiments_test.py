@@ -142,6 +142,20 @@ class RealTaskCurationTest(absltest.TestCase):
     self.assertEqual({e.target_fidelity for e in admire}, {2})
     self.assertEqual({e.context_fidelities for e in admire}, {(0, 1)})
 
+  def test_grpo_own_tests_the_largest_policy(self):
+    table = self.tables["grpo_own"]
+    largest = int(np.argmax(table.fidelity_scale[:, 0]))
+    exps = [e for e in self.exps if e.task == "grpo_own"]
+    test = _split(exps, "test")
+    self.assertEqual({(e.target_fidelity, e.metric) for e in test},
+                     {(largest, "heldout_accuracy")})
+    self.assertEqual(test[0].context_fidelities,
+                     tuple(f for f in range(len(table.fidelity_names)) if f != largest))
+    train = _split(exps, "train")
+    self.assertNotEmpty(train)
+    self.assertEqual({e.metric for e in train}, set(table.metric_names))
+    self.assertTrue(all(e.target_fidelity != largest for e in train))
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -76,6 +76,15 @@ class GrpoTest(absltest.TestCase):
       self.assertGreaterEqual(r["kl"], 0.0)
       self.assertGreater(r["rollout_tokens_per_s"], 0.0)
 
+  def test_used_length_covers_every_row_in_128_steps(self):
+    mask = np.zeros((3, 400), bool)
+    mask[0, 5:130] = True
+    mask[2, :20] = True
+    self.assertEqual(grpo.used_length(mask), 256)
+    mask[1, 399] = True
+    self.assertEqual(grpo.used_length(mask), 400)  # never past the buffer
+    self.assertEqual(grpo.used_length(np.zeros((2, 300), bool)), 128)
+
   def test_experiment_choice_is_a_function_of_seed_and_iteration(self):
     a = grpo.iteration_experiments(10, 4, seed=1, iteration=5)
     np.testing.assert_array_equal(a, grpo.iteration_experiments(10, 4, seed=1, iteration=5))

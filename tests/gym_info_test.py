@@ -32,6 +32,15 @@ class GymInfoTest(absltest.TestCase):
     self.assertEqual(info["mixture_admire"]["metric"], "metric_avg_id+ood")
     rho = [c["spearman"] for c in info["mixture_admire"]["neighbour_rank_correlation"]]
     self.assertTrue(all(0.5 < r < 0.7 for r in rho), rho)
+    grpo = info["grpo_own"]
+    self.assertGreaterEqual(len(grpo["fidelities"]), 3)
+    self.assertTrue(all(n >= 50 for n in grpo["configs_per_fidelity"].values()))
+    self.assertEqual((grpo["metric"], grpo["direction"]), ("heldout_accuracy", "max"))
+    shifts = grpo["neighbour_rank_correlation"]
+    self.assertLen(shifts, len(grpo["fidelities"]) - 1)
+    for c in shifts:
+      self.assertEqual((c["shared"], c["matched_by"]), (52, "value"))
+      self.assertBetween(c["spearman"], -1.0, 1.0)
 
   def test_text_for_a_user_csv(self):
     csv = pathlib.Path(self.create_tempdir().full_path) / "mine.csv"

@@ -1,8 +1,14 @@
 """Tests for the built-in tasks' tables (the counts the sources are known to have)."""
 
+import json
+import pathlib
+import shutil
+from unittest import mock
+
 import numpy as np
 from absl.testing import absltest
 
+from autollm_jax.gym import data
 from autollm_jax.gym import tasks
 
 
@@ -35,6 +41,35 @@ class TasksTest(absltest.TestCase):
     self.assertGreater(len(t.metric_names), 17)
     self.assertTrue(all(m.direction == "max" for m in t.metrics))
     np.testing.assert_allclose(t.configs.sum(axis=1), 1.0, atol=2e-3)
+
+  def test_grpo_own(self):
+    t = tasks.load_task("grpo_own")
+    provenance = json.loads((data.GYM_DIR / "grpo_own" / "provenance.json").read_text())
+    seeds = len(provenance["settings"]["seeds"])
+    self.assertGreaterEqual(seeds, 3)
+    self.assertGreaterEqual(len(t.fidelity_names), 3)
+    counts = list(t.configs_per_fidelity().values())
+    self.assertEqual(set(counts), {provenance["settings"]["num_configs"]})
+    self.assertGreaterEqual(counts[0], 50)
+    self.assertEqual(t.source_rows, sum(counts) * seeds)
+    self.assertEqual(t.param_names,
+                     ("learning_rate", "kl_coef", "temperature", "clip_eps", "group_size"))
+    self.assertEqual(t.fidelity_scale_names, ("policy_params",))
+    scale = t.fidelity_scale[:, 0]
+    self.assertEqual(list(scale), sorted(scale))
+    self.assertGreaterEqual(scale[-1] / scale[0], 10.0)
+    self.assertEqual(t.metric_names, ("heldout_accuracy", "heldout_pass1"))
+    self.assertTrue(all(m.direction == "max" for m in t.metrics))
+    self.assertTrue(((t.outcomes >= 0) & (t.outcomes <= 1)).all())
+    self.assertEqual(t.aux_names, ("sft_accuracy", "final_reward"))
+
+  def test_grpo_own_without_its_csv_says_how_to_regenerate(self):
+    gym_dir = pathlib.Path(self.create_tempdir().full_path)
+    shutil.copytree(data.GYM_DIR / "tasks", gym_dir / "tasks")
+    with mock.patch.object(data, "GYM_DIR", gym_dir):
+      with self.assertRaisesRegex(data.GymDataError,
+                                  "missing .*outcomes.csv.* python launch/grpo_sweep.py"):
+        tasks.load_task("grpo_own")
 
   def test_unknown_task(self):
     with self.assertRaisesRegex(KeyError, "unknown task 'nope'; tasks: pretrain_steplaw"):

@@ -12,12 +12,15 @@ from autollm_jax.gym import data
 from autollm_jax.gym import hwgpt
 from autollm_jax.gym import table as table_lib
 
-TASK_NAMES = ("pretrain_steplaw", "arch_hwgpt", "mixture_admire")
+TASK_NAMES = ("pretrain_steplaw", "arch_hwgpt", "mixture_admire", "grpo_own")
 _CSV_TASKS = ("pretrain_steplaw", "mixture_admire")
+# Tasks whose CSV is the project's own data, committed under gym/: the command that makes it.
+_OWN_CSV_TASKS = {"grpo_own": "python launch/grpo_sweep.py"}
 
 
 def builtin_spec(name: str) -> csv_task.CsvTaskSpec:
-  """The spec of a built-in CSV task (its "csv" is a key of gym/sources.json)."""
+  """The spec of a built-in CSV task (its "csv" is a key of gym/sources.json, or for the
+  project's own tasks a path under gym/)."""
   raw = json.loads((data.GYM_DIR / "tasks" / f"{name}.json").read_text())
   return csv_task.CsvTaskSpec(**raw)
 
@@ -31,9 +34,14 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None) -> table_lib
   """
   if name not in TASK_NAMES:
     raise KeyError(f"unknown task {name!r}; tasks: {', '.join(TASK_NAMES)}")
-  if name in _CSV_TASKS:
+  if name in _CSV_TASKS or name in _OWN_CSV_TASKS:
     spec = builtin_spec(name)
-    path = data.source_path(spec.csv, data_dir)
+    path = (data.GYM_DIR / spec.csv if name in _OWN_CSV_TASKS
+            else data.source_path(spec.csv, data_dir))
+    if not path.is_file():
+      raise data.GymDataError(f"missing {path}, the table of task {name} (committed with the "
+                              f"project): restore it from git, or regenerate it with "
+                              f"{_OWN_CSV_TASKS[name]}")
     return cache.cached_table(name, spec.to_json(), [path],
                               lambda: csv_task.build_table(spec, path))
   sizes = hwgpt.task_definition()["sizes"]

@@ -65,6 +65,15 @@ def iteration_experiments(num_experiments: int, per_batch: int, seed: int,
                     ).astype(np.int32)
 
 
+def used_length(input_mask: np.ndarray, step: int = 128) -> int:
+  """The buffer length that holds every row's tokens, rounded up to a multiple of `step`
+  (capped at the buffer's length): rollout buffers are sized for the longest possible
+  episode, and scoring and training on the unused tail would only cost time."""
+  columns = np.flatnonzero(np.asarray(input_mask).any(axis=0))
+  used = int(columns[-1]) + 1 if columns.size else 1
+  return min(-(-used // step) * step, input_mask.shape[1])
+
+
 def parsed_fraction(played: rollout_lib.Rollout, budgets: np.ndarray) -> float:
   """The fraction of trials (within each episode's budget) whose action parsed."""
   history = np.asarray(played.history)
@@ -126,13 +135,15 @@ class GrpoTrainer:
                        c.group_size)
     rewards = played.rewards.reshape(len(ids), c.group_size)
     advantages = grpo_loss.group_advantages(rewards).reshape(-1)
-    old_logp = self.score(state.params, played.tokens, played.input_mask)
-    ref_logp = self.score(ref_params, played.tokens, played.input_mask)
+    length = used_length(jax.device_get(played.input_mask))
+    tokens, input_mask, loss_mask = (x[:, :length] for x in (
+        played.tokens, played.input_mask, played.loss_mask))
+    old_logp = self.score(state.params, tokens, input_mask)
+    ref_logp = self.score(ref_params, tokens, input_mask)
     jax.block_until_ready(ref_logp)
     rollout_seconds = time.perf_counter() - start
-    batch = {"tokens": played.tokens, "input_mask": played.input_mask,
-             "loss_mask": played.loss_mask, "old_logp": old_logp, "ref_logp": ref_logp,
-             "advantages": advantages}
+    batch = {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask,
+             "old_logp": old_logp, "ref_logp": ref_logp, "advantages": advantages}
     rows = played.tokens.shape[0]
     if rows % c.minibatches:
       raise ValueError(f"experiments_per_batch * group_size = {rows} is not a multiple of "

@@ -27,6 +27,7 @@ changes nothing after clipping (categorical choices must lie within those bounds
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Mapping, Sequence
 
@@ -48,18 +49,35 @@ REWARD_MODES = ("terminal", "shaped")
 REGRET_KINDS = ("strict", "normalized")
 _NUMBER_WIDTH = len(grammar_lib.NUMBER_CLASSES)
 _CODE = {c: i for i, c in enumerate(grammar_lib.CHARS)}
+# Where in a number its digits (three of the mantissa, two of the exponent) and sign are.
+_NUMBER_FREE = (0, 2, 3, 6, 7, 5)
 _MAX_POW10 = 35  # keeps 999 * 10**k finite in float32; larger exponents saturate
 # log10 of each mantissa 0..999 (a table is cheaper than log10 on the device); log10(0) is
 # -inf, which the clip to the candidates' range turns into their lowest value.
 _LOG10_MANTISSA = np.concatenate([[-np.inf], np.log10(np.arange(1, 1000))]).astype(np.float32)
-# The width of the column blocks that rows of tokens are reduced in (see `_blocks`).
-_BLOCK = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionLayout:
+  """Where things are in one task's action after `<execute>` (static: shapes depend on it).
+
+  Attributes:
+    length: the action's length in tokens.
+    number_start: the position of each parameter's number.
+  """
+
+  length: int
+  number_start: tuple[int, ...]
 
 
 @struct.dataclass
 class EnvParams:
   """Every experiment of a batch as device arrays, padded to the largest (E experiments, N
-  candidates, P parameters, W action-template tokens), in the layout `step` reads.
+  candidates, P parameters, W action tokens), in the layout `step` reads.
+
+  A batch pays for the largest shapes among its experiments, and parses every turn as an
+  action of each of their tasks: the fastest batches hold one task's experiments (one
+  EnvParams per task, as bench/env_bench.py plays them).
 
   Attributes:
     cand_features: float32[E, P, N] candidate features (`matching.features`, transposed so
@@ -72,22 +90,23 @@ class EnvParams:
     y_star, y_worst, y_median: float32[E] `regret.normalizers` of the candidates.
     budget: int32[E] trials per episode.
     task: int32[E] the experiment's task in `grammar`.
-    act_forced: int32[E, 2W] W unchecked positions (-1), then the action after `<execute>`
-      (`grammar.ActionTemplate`) as the tokens it must have: its literal tokens and the number
-      format's '.' and 'e', -1 at digits and signs and after its end.
-    act_number_start: int32[E, P] where each parameter's number starts in the template.
-    act_len: int32[E] the template's length.
+    act_forced: int32[Tasks, W] each task's action after `<execute>` (`grammar.ActionTemplate`,
+      W the longest) as the tokens it must have: its literal tokens and the number format's
+      '.' and 'e', -1 at digits and signs and after its end.
     char_code: int32[V] token -> index in `grammar.CHARS` or -1.
     digit_ids: int32[10] the digit tokens.
     execute_id: int32[] the `<execute>` token.
-    fb_first: int32[E, N + 1, F1], fb_first_len: int32[E, N + 1] the tokens of the feedback
-      up to the best, "\\n<obs> {metric}={outcome} best=", with candidate n's outcome; row N
-      has `none`.
-    fb_second: int32[E, N + 1, F2], fb_second_len: int32[E, N + 1] the tokens of
-      "{best} left=" with candidate n as the best; row N has `none`.
-    fb_tail: int32[Lt] the tokens of " </obs>\\n", after the trials left.
+    fb_first: int32[E, N + 1, F], fb_first_len: int32[E, N + 1] the feedback up to the best,
+      "\\n<obs> {metric}={outcome} best=", with candidate n's outcome (row N: `none`).
+    fb_kind: int32[E, N + 1] which of the K lengths of an outcome's tokens row n's has.
+    fb_second: int32[E, K, N + 1, F] the rest, "{best} left={digit} </obs>\\n" with candidate n
+      as the best and pad_id in the digit's place, where it starts after an outcome of the
+      k-th length; pad_id around it.
+    fb_second_len: int32[E, N + 1] the length of "{best} left=".
+    fb_tail_len: int32[] the length of " </obs>\\n".
     pad_id: int32[] the padding token of feedback blocks.
     grammar: the action grammar of the experiments' tasks.
+    actions: static, each task's `ActionLayout` (task t is index t of `task` and `act_forced`).
     categorical: static, the parameter slots that are categorical in some experiment.
     max_budget: static, the largest budget (T, the length of EnvState.history).
     reward_mode, regret_kind: static reward options (module docstring).
@@ -104,19 +123,19 @@ class EnvParams:
   y_median: Float[Array, " E"]
   budget: Int[Array, " E"]
   task: Int[Array, " E"]
-  act_forced: Int[Array, "E W2"]
-  act_number_start: Int[Array, "E P"]
-  act_len: Int[Array, " E"]
+  act_forced: Int[Array, "Tasks W"]
   char_code: Int[Array, " V"]
   digit_ids: Int[Array, " 10"]
   execute_id: Int[Array, ""]
-  fb_first: Int[Array, "E N1 F1"]
+  fb_first: Int[Array, "E N1 F"]
   fb_first_len: Int[Array, "E N1"]
-  fb_second: Int[Array, "E N1 F2"]
+  fb_kind: Int[Array, "E N1"]
+  fb_second: Int[Array, "E K N1 F"]
   fb_second_len: Int[Array, "E N1"]
-  fb_tail: Int[Array, " Lt"]
+  fb_tail_len: Int[Array, ""]
   pad_id: Int[Array, ""]
   grammar: grammar_lib.Grammar
+  actions: tuple[ActionLayout, ...] = struct.field(pytree_node=False, default=())
   categorical: tuple[int, ...] = struct.field(pytree_node=False, default=())
   max_budget: int = struct.field(pytree_node=False, default=protocol.MAX_BUDGET)
   reward_mode: str = struct.field(pytree_node=False, default="terminal")
@@ -125,7 +144,7 @@ class EnvParams:
   @property
   def feedback_len(self) -> int:
     """F: the length of a feedback token block."""
-    return self.fb_first.shape[-1] + self.fb_second.shape[-1] + 1 + self.fb_tail.shape[-1]
+    return self.fb_first.shape[-1]
 
 
 @struct.dataclass
@@ -167,9 +186,8 @@ def _pad(rows: Sequence[np.ndarray], shape: tuple[int, ...], fill, dtype) -> np.
   return out
 
 
-def _token_rows(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-  lengths = np.array([len(s) for s in seqs], np.int32)
-  return _pad([np.array(s, np.int32) for s in seqs], (int(lengths.max()),), 0, np.int32), lengths
+def _padded(tokens: list[int], size: int, pad: int) -> list[int]:
+  return tokens + [pad] * (size - len(tokens))
 
 
 def _checked_template(template: grammar_lib.ActionTemplate,
@@ -179,6 +197,34 @@ def _checked_template(template: grammar_lib.ActionTemplate,
   for char, char_class in ((".", grammar_lib.POINT), ("e", grammar_lib.EXP)):
     forced[template.char_class == char_class] = tt.char_ids[_CODE[char]]
   return forced
+
+
+def _feedback_tables(heads: Sequence[list[int]], outcomes: Sequence[Sequence[list[int]]],
+                     tt: grammar_lib.TokenTables) -> dict[str, np.ndarray]:
+  """The fb_* fields of EnvParams.
+
+  Args:
+    heads: each experiment's tokens of "\\n<obs> {metric}=".
+    outcomes: each experiment's N + 1 rows of value tokens (outcomes, empty padding, `none`).
+    tt: the token tables.
+  """
+  _, best, left, tail = (tt.template_literal(part) for part in protocol.feedback_parts(""))
+  kinds = sorted({len(v) for rows in outcomes for v in rows})
+  size = max(len(h) for h in heads) + len(best) + 2 * kinds[-1] + len(left) + 1 + len(tail)
+  pad = tt.tokenizer.pad_id
+  first = [[head + v + best for v in rows] for head, rows in zip(heads, outcomes)]
+  # "{best} left=", a slot for the digit and the tail, where they start after an outcome of
+  # each length.
+  second = [[[_padded([pad] * (len(head) + k + len(best)) + v + left + [pad] + tail, size, pad)
+              for v in rows] for k in kinds] for head, rows in zip(heads, outcomes)]
+  return dict(
+      fb_first=np.array([[_padded(r, size, pad) for r in rows] for rows in first], np.int32),
+      fb_first_len=np.array([[len(r) for r in rows] for rows in first], np.int32),
+      fb_kind=np.array([[kinds.index(len(v)) for v in rows] for rows in outcomes], np.int32),
+      fb_second=np.array(second, np.int32),
+      fb_second_len=np.array([[len(v) + len(left) for v in rows] for rows in outcomes],
+                             np.int32),
+      fb_tail_len=np.int32(len(tail)))
 
 
 def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
@@ -209,8 +255,7 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
   if missing:
     raise KeyError(f"experiments refer to tasks {missing} not among the tables given "
                    f"({sorted(by_name)})")
-  templates = {n: grammar_lib.ActionTemplate.build(tt, by_name[n].param_names)
-               for n in task_names}
+  templates = [grammar_lib.ActionTemplate.build(tt, by_name[n].param_names) for n in task_names]
   feats, transforms, his, ys, norms, value_tokens, heads = [], [], [], [], [], [], []
   for e in experiments:
     table = by_name[e.task]
@@ -237,15 +282,10 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
   transform_pad = np.tile(np.array([0.0, 0.0, 0.0, 1.0])[:, None], (len(experiments), 1, p))
   for i, t in enumerate(transforms):
     transform_pad[i, :, :t.shape[1]] = t
-  _, best, left, tail = (tt.template_literal(part) for part in protocol.feedback_parts(""))
   # Each experiment's rows 0..n-1 are its candidates' outcomes (then empty ones), row n `none`.
   outcomes = [vs[:-1] + [[]] * (n + 1 - len(vs)) + vs[-1:] for vs in value_tokens]
-  fb_first, fb_first_len = _token_rows(
-      [head + v + best for head, vs in zip(heads, outcomes) for v in vs])
-  fb_second, fb_second_len = _token_rows([v + left for vs in outcomes for v in vs])
-  ex_templates = [templates[e.task] for e in experiments]
-  act_len = max(len(t) for t in ex_templates)
   gram = grammar_lib.build_grammar(tt, [by_name[name].param_names for name in task_names])
+  forced = [_checked_template(t, tt) for t in templates]
   return EnvParams(
       cand_features=_pad([f.T for f in feats], (p, n), 0.0, np.float32),
       transform=transform_pad.astype(np.float32),
@@ -258,20 +298,14 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
       y_median=np.array([v[2] for v in norms], np.float32),
       budget=np.array([e.budget for e in experiments], np.int32),
       task=np.array([task_names.index(e.task) for e in experiments], np.int32),
-      act_forced=_pad([np.concatenate([np.full(act_len, -1), _checked_template(t, tt)])
-                       for t in ex_templates], (2 * act_len,), -1, np.int32),
-      act_number_start=_pad([t.number_start for t in ex_templates], (p,), 0, np.int32),
-      act_len=np.array([len(t) for t in ex_templates], np.int32),
+      act_forced=_pad(forced, (max(len(f) for f in forced),), -1, np.int32),
       char_code=tt.char_code,
       digit_ids=tt.char_ids[:10],
       execute_id=np.int32(tt.marker_ids[protocol.EXECUTE]),
-      fb_first=fb_first.reshape(len(experiments), n + 1, -1),
-      fb_first_len=fb_first_len.reshape(len(experiments), n + 1),
-      fb_second=fb_second.reshape(len(experiments), n + 1, -1),
-      fb_second_len=fb_second_len.reshape(len(experiments), n + 1),
-      fb_tail=np.array(tail, np.int32),
+      **_feedback_tables(heads, outcomes, tt),
       pad_id=np.int32(tt.tokenizer.pad_id),
       grammar=gram,
+      actions=tuple(ActionLayout(len(t), tuple(t.number_start.tolist())) for t in templates),
       categorical=tuple(int(j) for j in np.flatnonzero(transform_pad[:, 1].max(axis=0) > 0)),
       max_budget=max(e.budget for e in experiments), reward_mode=reward_mode,
       regret_kind=regret_kind)
@@ -296,21 +330,40 @@ def grammar_start(params: EnvParams, state: EnvState) -> Int[Array, " B"]:
   return params.grammar.free_state[params.task[state.experiment]]
 
 
-def _blocks(block, width: int, combine):
-  """int[B, 16]: the 16-wide column blocks block(lo, hi) (int[B, hi - lo]) of an int[B, width]
-  array combined elementwise, the last block padded with zeros.
+def _first_true(mask: Bool[Array, "B L"]) -> Int[Array, " B"]:
+  """The index of each row's first True, or L in a row without one."""
+  length = mask.shape[1]
+  # A float max over a constant countdown: XLA on CPU vectorizes float reductions (integer
+  # ones it does not) and would convert an iota to float element by element.
+  countdown = jnp.where(mask, np.arange(length, 0, -1, dtype=np.float32), 0.0)
+  return length - jnp.max(countdown, axis=1).astype(jnp.int32)
 
-  XLA on CPU vectorizes this elementwise combination (each block computed from its own slices
-  in the same loop) but not a reduction along rows; the 16 columns are reduced afterwards.
-  """
-  out = None
-  for lo in range(0, width, _BLOCK):
-    hi = min(lo + _BLOCK, width)
-    x = block(lo, hi)
-    if hi - lo < _BLOCK:
-      x = jnp.pad(x, ((0, 0), (0, _BLOCK - (hi - lo))))
-    out = x if out is None else combine(out, x)
-  return out
+
+def _parse_task(params: EnvParams, layout: ActionLayout, forced: Int[Array, " W"],
+                tokens: Int[Array, "B L"], start: Int[Array, " B"]
+                ) -> tuple[Bool[Array, " B"], Int[Array, "B Pt"], Int[Array, "B Pt"]]:
+  """Every turn parsed as an action of one task from `start`, as `parse_action` returns it."""
+  length = tokens.shape[1]
+  # Where the action would run past the turn, the window is cut earlier (dynamic_slice clamps
+  # its start); such rows fail the length check.
+  window = jax.vmap(lambda row, at: jax.lax.dynamic_slice(row, (at,), (layout.length,)))(
+      tokens, start)
+  forced = forced[:layout.length]
+  mismatches = jnp.sum(jnp.where((forced >= 0) & (window != forced), 1.0, 0.0), axis=1)
+  # Each parameter's number, parameter-major (what follows then runs along the batch), by one
+  # gather rather than a slice each.
+  dims = jax.lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(),
+                                        start_index_map=(1,))
+  number = jax.lax.gather(window, np.array(layout.number_start)[:, None], dims,
+                          (window.shape[0], _NUMBER_WIDTH))
+  code = jnp.take(params.char_code, number, mode="clip")  # [P_t, B, 8]
+  *digits, sign = (code[..., i] for i in _NUMBER_FREE)
+  fits = ((sign == _CODE["+"]) | (sign == _CODE["-"])) & functools.reduce(
+      jnp.logical_and, [(d >= 0) & (d <= 9) for d in digits])
+  ok = (start + layout.length <= length) & (mismatches == 0) & jnp.all(fits, axis=0)
+  d0, d2, d3, d6, d7 = digits
+  return (ok, (100 * d0 + 10 * d2 + d3).T,
+          (jnp.where(sign == _CODE["-"], -1, 1) * (10 * d6 + d7)).T)
 
 
 def parse_action(params: EnvParams, experiments: Int[Array, " B"], tokens: Int[Array, "B L"]
@@ -319,68 +372,52 @@ def parse_action(params: EnvParams, experiments: Int[Array, " B"], tokens: Int[A
 
   Args:
     params: the env params.
-    experiments: int32[B] each turn's experiment (its action template).
+    experiments: int32[B] each turn's experiment (its task's action template).
     tokens: int32[B, L] the agent's turns.
   Returns:
     (ok bool[B], mantissa int32[B, P] in 0..999, exponent int32[B, P] in -99..99): parameter
     p's value is mantissa * 10**(exponent - 2); zeros for padding parameters or when not ok.
   """
-  if tokens.shape[1] < _NUMBER_WIDTH:
-    tokens = jnp.pad(tokens, ((0, 0), (0, _NUMBER_WIDTH - tokens.shape[1])), constant_values=-1)
-  length = tokens.shape[1]
-  # Just after the first `<execute>`, or length + 1 when there is none.
-  countdown = _blocks(lambda lo, hi: jnp.where(tokens[:, lo:hi] == params.execute_id,
-                                               length - lo - jnp.arange(hi - lo), 0),
-                      length, jnp.maximum)
-  start = length + 1 - jnp.max(countdown, axis=1)
-  # The template is checked where the action sits in the turn: each block of the turn is
-  # compared with the template's slice at its offset from `start`, in a table with at least a
-  # block of -1s (unchecked) before and after the template.
-  window = params.act_forced.shape[1] // 2
-  side = window + _BLOCK
-  template = jnp.pad(params.act_forced, ((0, 0), (_BLOCK, side)), constant_values=-1)
-
-  def mismatches(lo, hi):
-    at = side + jnp.clip(lo - start, -side, window)
-    expected = jax.vmap(lambda e, a: jax.lax.dynamic_slice(
-        template, (e, a), (1, hi - lo))[0])(experiments, at)
-    return jnp.where((expected >= 0) & (tokens[:, lo:hi] != expected), 1, 0)
-
-  # Summed as floats (exact here): XLA then keeps the comparisons in their own vectorized loop
-  # rather than in the reduction's.
-  mismatch_count = jnp.sum(_blocks(mismatches, length, jnp.add).astype(jnp.float32), axis=1)
-  # A number runs past the turn (and is read clamped, or from the -1 padding of a turn shorter
-  # than a number) only when the action does, which fails the length check.
-  number = jax.vmap(lambda turn, at: jax.vmap(
-      lambda a: jax.lax.dynamic_slice(turn, (a,), (_NUMBER_WIDTH,)))(at))(
-          tokens, params.act_number_start[experiments] + start[:, None])
-  code = jnp.take(params.char_code, number, mode="clip")
-  digits = [code[..., i] for i in (0, 2, 3, 6, 7)]
-  sign = code[..., 5]
-  fits = ((sign == _CODE["+"]) | (sign == _CODE["-"])) & functools.reduce(
-      jnp.logical_and, [(d >= 0) & (d <= 9) for d in digits])
-  mask = params.param_mask[experiments]
-  ok = ((start + params.act_len[experiments] <= length) & (mismatch_count == 0) &
-        jnp.all(fits | ~mask, axis=1))
-  mask = mask & ok[:, None]
-  d0, d2, d3, d6, d7 = digits
-  return (ok, jnp.where(mask, 100 * d0 + 10 * d2 + d3, 0),
-          jnp.where(mask, jnp.where(sign == _CODE["-"], -1, 1) * (10 * d6 + d7), 0))
+  b, length = tokens.shape
+  p = params.param_mask.shape[1]
+  ok = jnp.zeros(b, bool)
+  mantissa = exponent = jnp.zeros((b, p), jnp.int32)
+  # An action that fits in the turn starts within its first `reach` tokens, so the search for
+  # the first `<execute>` stops there: beyond, start = reach + 1 fails every length check.
+  reach = length - min(layout.length for layout in params.actions)
+  if reach <= 0:
+    return ok, mantissa, exponent
+  start = _first_true(tokens[:, :reach] == params.execute_id) + 1
+  task = params.task[experiments]
+  for t, layout in enumerate(params.actions):
+    if layout.length > length:  # no action of this task fits in the turns
+      continue
+    ok_t, mantissa_t, exponent_t = _parse_task(params, layout, params.act_forced[t], tokens,
+                                               start)
+    take = (task == t) & ok_t
+    pad = ((0, 0), (0, p - mantissa_t.shape[1]))
+    ok = ok | take
+    mantissa = jnp.where(take[:, None], jnp.pad(mantissa_t, pad), mantissa)
+    exponent = jnp.where(take[:, None], jnp.pad(exponent_t, pad), exponent)
+  return ok, mantissa, exponent
 
 
 def _query_features(params: EnvParams, experiment, mantissa, exponent):
   """float32[B, P] features of parsed configurations, clipped to the candidates' range."""
-  transform = jnp.moveaxis(params.transform[experiment], 1, 0)  # [4, B, P]
-  is_log, is_cat, offset, scale = transform
+  transform = [params.transform[experiment, i] for i in range(4)]  # 4 x [B, P]
+  is_log, _, offset, scale = transform
   m = mantissa.astype(jnp.float32)
   k = exponent - 2
   pow10 = jnp.asarray(10.0 ** np.arange(_MAX_POW10 + 1), jnp.float32)[
       jnp.minimum(jnp.abs(k), _MAX_POW10)]
   value = jnp.where(mantissa == 0, 0.0, jnp.where(k >= 0, m * pow10, m / pow10))
   unit = jnp.where(is_log > 0, jnp.asarray(_LOG10_MANTISSA)[mantissa] + k, value)
-  query = matching.clip_query(jnp.where(is_cat > 0, unit, (unit - offset) / scale),
-                              params.feature_hi[experiment], transform, jnp)
-  return jnp.where(params.param_mask[experiment], query, 0.0)
+  # Clipped before the division by the spread (the same features: feature_hi is 0 or 1, and
+  # categorical ones have offset 0 and scale 1), which keeps XLA from computing them again
+  # for every candidate in `_nearest`.
+  shifted = matching.clip_query(unit - offset, params.feature_hi[experiment] * scale,
+                                transform, jnp)
+  return jnp.where(params.param_mask[experiment], shifted, 0.0) / scale
 
 
 def _nearest(params: EnvParams, experiment, query):
@@ -397,11 +434,10 @@ def _nearest(params: EnvParams, experiment, query):
       dist = dist + jnp.where(is_cat, (jnp.abs(diff) > 1e-9).astype(jnp.float32), diff * diff)
     else:
       dist = dist + diff * diff
-  # The first index of the minimum, by float reductions (exact here), the fast ones on CPU.
-  n = dist.shape[1]
-  closest = jnp.min(dist, axis=1, keepdims=True)
-  countdown = jnp.where(dist == closest, (n - jnp.arange(n)).astype(jnp.float32), 0.0)
-  return n - jnp.max(countdown, axis=1).astype(jnp.int32)
+  # Compared by their bits (ordered as the floats are, all being >= +0): XLA then keeps the
+  # minimum's broadcast out of the reduction, where it would be materialized.
+  bits = functools.partial(jax.lax.bitcast_convert_type, new_dtype=jnp.int32)
+  return _first_true(bits(dist) == bits(jnp.min(dist, axis=1))[:, None])
 
 
 def best_regret(params: EnvParams, experiment, best_y):
@@ -435,20 +471,17 @@ def reward(params: EnvParams, experiment, best_before, best_after, trial_before,
 
 
 def _feedback(params: EnvParams, experiment, outcome_row, best_row, left):
-  """(int32[B, F] tokens, int32[B] lengths) of the feedback blocks: `fb_first`, `fb_second`,
-  the trials left and the tail, each written where the previous one ends (over its padding)."""
-  first = params.fb_first[experiment, outcome_row]
+  """(int32[B, F] tokens, int32[B] lengths) of the feedback blocks: `fb_first`, then the row of
+  `fb_second` that continues it, with the trials left in the digit's place."""
   first_len = params.fb_first_len[experiment, outcome_row]
-  second = params.fb_second[experiment, best_row]
-  second_len = params.fb_second_len[experiment, best_row]
-  tail = jnp.broadcast_to(params.fb_tail, (left.shape[0],) + params.fb_tail.shape)
-  end = jnp.concatenate([params.digit_ids[left][:, None], tail], axis=1)
-  size = params.feedback_len
-  out = jnp.pad(first, ((0, 0), (0, size - first.shape[1])))
-  write = jax.vmap(lambda row, x, at: jax.lax.dynamic_update_slice(row, x, (at,)))
-  out = write(write(out, second, first_len), end, first_len + second_len)
-  length = first_len + second_len + end.shape[1]
-  return jnp.where(jnp.arange(size) < length[:, None], out, params.pad_id), length
+  digit_at = (first_len + params.fb_second_len[experiment, best_row])[:, None]
+  position = np.arange(params.feedback_len)
+  tokens = jnp.where(
+      position < first_len[:, None], params.fb_first[experiment, outcome_row],
+      jnp.where(position == digit_at, params.digit_ids[left][:, None],
+                params.fb_second[experiment, params.fb_kind[experiment, outcome_row],
+                                 best_row]))
+  return tokens, digit_at[:, 0] + 1 + params.fb_tail_len
 
 
 def step(params: EnvParams, state: EnvState, action_tokens: Int[Array, "B L"]
@@ -473,7 +506,7 @@ def step(params: EnvParams, state: EnvState, action_tokens: Int[Array, "B L"]
   budget = params.budget[e]
   done = trial >= budget
   r = reward(params, e, state.best_y, best_y, state.trial, done)
-  none = params.fb_first.shape[1] - 1
+  none = params.fb_kind.shape[1] - 1
   tokens, length = _feedback(params, e, jnp.where(ok, index, none),
                              jnp.where(best_index >= 0, best_index, none), budget - trial)
   history = jnp.where(jnp.arange(state.history.shape[1]) == state.trial[:, None],

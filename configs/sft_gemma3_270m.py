@@ -26,8 +26,8 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.max_seq_len = 4096
   # Gemma's vocabulary writes the teacher's reasoning in up to ~400 tokens (the SentencePiece
-  # model trained on it in far fewer); the rollout needs turn_tokens >= think_tokens + 123
-  # (twice the longest action, arch_hwgpt's 61 tokens, plus one).
+  # model trained on it in far fewer); the rollout needs turn_tokens >= think_tokens + the
+  # longest action (arch_hwgpt's 61 tokens) + 1, checked before training.
   c.policy.think_tokens = 384
   c.policy.turn_tokens = 512
   c.data.max_train_experiments = 0  # all

@@ -246,26 +246,35 @@ class EnvTest(parameterized.TestCase):
     tokens = jnp.asarray(sharded[0][1])
     self.assertLen(sharded_step(params, state, tokens)[0].trial.sharding.device_set, 8)
 
-  def test_parses_actions_at_the_edges_of_the_turn_like_the_reference(self):
-    params = self._params()
+  def _one_task(self, e: int) -> tuple[env_lib.EnvParams, int]:
+    """EnvParams of experiment e's task alone, and e's index in them."""
+    same = [i for i, x in enumerate(self.experiments) if x.task == self.experiments[e].task]
+    return (env_lib.build_env_params(self.tables, [self.experiments[i] for i in same],
+                                     self.token_tables), same.index(e))
+
+  @parameterized.parameters(False, True)
+  def test_parses_actions_at_the_edges_of_the_turn_like_the_reference(self, one_task):
     parse = jax.jit(env_lib.parse_action)
     execute = protocol.EXECUTE
     reasoning = " ".join(np.random.default_rng(11).choice(_WORDS, size=30))
     parsed = 0
     for e, experiment in enumerate(self.experiments):
+      params, index = self._one_task(e) if one_task else (self._params(), e)
       table = self.by_name[experiment.task]
       values = list(table.configs[experiment.candidate_rows[-1]])
       turn = protocol.render_turn(reasoning, table.param_names, values)
       ids = self.token_tables.encode(turn)
+      action = self.token_tables.encode(protocol.render_action(table.param_names, values))
       cases = [
           ids,  # ends the turn, starting less than the longest action before its end
           ids[:-1],  # cut by the end of the turn
+          action,  # the whole turn
           self.token_tables.encode(turn.replace(reasoning, f"so {execute} {reasoning}")),
           self.token_tables.encode(f"{turn} {execute}"),  # a second one after the action
           ids[:5], ids[-5:], ids[-12:]]  # shorter than a number, or than a block
       for tokens in cases:
         ok, mantissa, exponent = jax.device_get(
-            parse(params, jnp.array([e]), jnp.array([tokens], jnp.int32)))
+            parse(params, jnp.array([index]), jnp.array([tokens], jnp.int32)))
         numbers = reference_env.ReferenceEnv(table, experiment).parse(
             self.tokenizer.decode(tokens))
         self.assertEqual(bool(ok[0]), numbers is not None, self.tokenizer.decode(tokens))
@@ -274,7 +283,27 @@ class EnvTest(parameterized.TestCase):
           device_numbers = tuple(f"{m // 100}.{m % 100:02d}e{x:+03d}"
                                  for m, x in zip(mantissa[0], exponent[0]))
           self.assertEqual(device_numbers[:len(numbers)], numbers)
-    self.assertEqual(parsed, 2 * len(self.experiments))
+    self.assertEqual(parsed, 3 * len(self.experiments))
+
+  def test_one_task_params_give_the_same_results(self):
+    params = self._params()
+    _, log = self._run_both(params, episodes=48, seed=9)
+    step = jax.jit(env_lib.step)
+    for e in range(len(self.experiments)):
+      one, index = self._one_task(e)
+      rows = np.flatnonzero(np.asarray(log[0][2].experiment) == e)
+      state = jax.tree.map(lambda x: x[rows], log[0][2]).replace(
+          experiment=jnp.full(len(rows), index, jnp.int32))
+      for _, tokens, _, expected, feedback, reward, done, _ in log:
+        state, got, got_reward, got_done = step(one, state, tokens[rows])
+        for field in ("trial", "best_index", "best_y", "history", "done"):
+          np.testing.assert_array_equal(getattr(state, field), getattr(expected, field)[rows])
+        np.testing.assert_array_equal(got.length, feedback.length[rows])
+        for b, length in enumerate(np.asarray(got.length)):
+          np.testing.assert_array_equal(got.tokens[b, :length],
+                                        feedback.tokens[rows[b], :length])
+        np.testing.assert_array_equal(got_reward, reward[rows])
+        np.testing.assert_array_equal(got_done, done[rows])
 
   def test_grammar_constrained_actions_always_parse(self):
     params = self._params()

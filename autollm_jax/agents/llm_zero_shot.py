@@ -23,9 +23,9 @@ from autollm_jax.model import chat, gguf_import, transformer
 
 MODEL = "smollm2_135m"
 THINK_TOKENS = 32
-# Room for the action: rollout asks for turn_tokens >= think_tokens + the env's action window
-# (twice the longest action) + 1, and the 19-weight data mixtures' action is 490 tokens with
-# SmolLM2's vocabulary. The decode loop stops at the action's end: the rest is cache slots.
+# Room for the action: rollout asks for turn_tokens >= think_tokens + the longest action + 1,
+# and the 19-weight data mixtures' action is 490 tokens with SmolLM2's vocabulary. The decode
+# loop stops at the action's end: the rest is cache slots.
 ACTION_TOKENS = 992
 # One episode at a time: a prefill holds float32 [batch, heads, prompt, cache] attention
 # scores, 2 GiB per episode for the data mixtures' 5k-token prompts and 10k-slot caches.

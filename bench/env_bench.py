@@ -8,9 +8,11 @@ EnvParams of its own, so that each batch pays only for its own task's shapes (pa
 candidates, action and turn length); --noby_task plays every task in one batch. The Python
 env plays the first --python_batch episodes of each group (rounded up to whole cycles of its
 experiments) and the device rows beyond them repeat their turns, so that a large device batch
-needs no longer Python pass. Every episode is reset and stepped for its whole budget; steps
-of finished episodes are not counted. The turns are on the device (one array per trial) and
-the Python env's strings are made before timing.
+needs no longer Python pass. Every episode is reset and stepped for its whole budget, in one
+jitted function per batch (reset, then a `lax.scan` over the turns, every turn's feedback and
+reward returned), as a jitted rollout runs the env; steps of finished episodes are not
+counted. The turns are on the device ([T, B, L]) and the Python env's strings are made before
+timing.
 Prints the rates by CPU time (`time.process_time`) and, last, by wall time:
   env steps/s: device=<n> python=<n> ratio=<x> batch=<b> python_batch=<p>
 
@@ -122,20 +124,26 @@ def main(argv):
   device_args = [(jax.device_put(env_lib.build_env_params(tables, batch.experiments,
                                                            tables_tok)),
                   jnp.asarray(batch.ids),
-                  [jax.device_put(row) for row in _turn_tokens(batch, tables_tok, b)])
+                  jax.device_put(_turn_tokens(batch, tables_tok, b)))
                  for batch in batches]
-  reset = jax.jit(env_lib.reset)
-  step = jax.jit(env_lib.step, donate_argnums=1)
   live_steps = sum(batch.live_steps(b) for batch in batches)
   python_steps = sum(batch.live_steps(len(batch.refs)) for batch in batches)
+
+  @jax.jit
+  def episodes(params, ids, key, turns):
+    """Reset, then every turn in a `lax.scan`, as a jitted rollout runs the env; every
+    turn's feedback and reward is an output, so none of the work can be optimized away."""
+    def turn(state, action_tokens):
+      state, feedback, reward, _ = env_lib.step(params, state, action_tokens)
+      return state, (feedback, reward)
+
+    return jax.lax.scan(turn, env_lib.reset(params, ids, key), turns)
 
   def device_batches(keys) -> None:
     for key in keys:
       for params, ids, turns in device_args:
-        state = reset(params, ids, key)
-        for turn in turns:
-          state, feedback, reward, _ = step(params, state, turn)
-    jax.block_until_ready((state, feedback, reward))
+        out = episodes(params, ids, key, turns)
+    jax.block_until_ready(out)
 
   def python_pass() -> None:
     for batch in batches:
@@ -159,7 +167,7 @@ def main(argv):
   python_rate = _ROUNDS.value * python_steps / times["python"]
   shapes = ", ".join(
       f"{len(batch.experiments)} {batch.experiments[0].task if _BY_TASK.value else 'mixed'} "
-      f"({turns[0].shape[1]} turn tokens)" for batch, (_, _, turns) in zip(batches, device_args))
+      f"({turns.shape[2]} turn tokens)" for batch, (_, _, turns) in zip(batches, device_args))
   print(f"experiments ({_SPLIT.value}): {shapes}; vocab {tokenizer.vocab_size}, "
         f"device {jax.devices()[0].platform}")
   print(f"env steps/s by CPU time: device={device_rate[0]:.0f} python={python_rate[0]:.0f} "

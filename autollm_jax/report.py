@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from autollm_jax import evaluation
-from autollm_jax.evaluation import REGRETS
 
 
 def _cell(summary: dict, key: str, k: int) -> str:
@@ -30,7 +29,7 @@ def markdown(report: dict) -> str:
            f"{report['seeds']}, budget {budget}", "",
            "Mean over experiments (each averaged over seeds) and 95% interval over experiments.",
            ""]
-  for key in REGRETS:
+  for key in evaluation.REGRETS:
     lines.append(f"## {key.replace('_', ' ')} at k=1 / k={budget}")
     lines.append("")
     header = ["agent", "overall k=1", f"overall k={budget}"] + [
@@ -62,10 +61,11 @@ def plot(report: dict, path: str | os.PathLike) -> None:
   agents = report["agents"]
   tasks = sorted({t for a in agents.values() for t in a["per_task"]})
   panels = ["overall"] + tasks
-  fig, axes = plt.subplots(len(REGRETS), len(panels), figsize=(4 * len(panels), 6.5),
+  rows = len(evaluation.REGRETS)
+  fig, axes = plt.subplots(rows, len(panels), figsize=(4 * len(panels), 6.5),
                            squeeze=False)
   ks = list(range(1, report["budget"] + 1))
-  for r, key in enumerate(REGRETS):
+  for r, key in enumerate(evaluation.REGRETS):
     for c, panel in enumerate(panels):
       ax = axes[r, c]
       for name, a in agents.items():
@@ -90,8 +90,7 @@ def add_comparisons(report: dict, pairs: Sequence[tuple[str, str]]) -> dict:
   each (agent, baseline) pair whose agents are both in it."""
   report["comparisons"] = [
       {"agent": a, "baseline": b,
-       "strict_regret": evaluation.paired_difference(report, a, b, "strict_regret"),
-       "normalized_regret": evaluation.paired_difference(report, a, b, "normalized_regret")}
+       **{key: evaluation.paired_difference(report, a, b, key) for key in evaluation.REGRETS}}
       for a, b in pairs if a in report["agents"] and b in report["agents"]]
   return report
 

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, Int
 from autollm_jax.grpo_own import arithmetic
 from autollm_jax.model import transformer
 from autollm_jax.model.config import ModelConfig
+from autollm_jax.training import grpo
 from autollm_jax.training import losses
 from autollm_jax.training import optimizer as optimizer_lib
 
@@ -82,10 +83,9 @@ def accuracy(graphdef: nnx.GraphDef, params: nnx.State, problems: Int[Array, "n 
 
 def answer_log_probs(graphdef: nnx.GraphDef, params: nnx.State, sequences: Int[Array, "B L"]
                      ) -> Float[Array, "B L"]:
-  """float32[B, L] log p(token | prefix) of every token (column 0 is 0)."""
-  positions = jnp.broadcast_to(jnp.arange(sequences.shape[1]), sequences.shape)
-  logits, _ = transformer.forward(graphdef, params, sequences, positions)
-  return losses.token_log_probs(logits, sequences)
+  """float32[B, L] log p(token | prefix) of every token (column 0 is 0); the sequences have
+  no padding."""
+  return grpo.sequence_log_probs(graphdef, params, sequences, jnp.ones(sequences.shape, bool))
 
 
 def answer_mask(batch: int) -> Float[Array, "B L"]:

@@ -1,9 +1,9 @@
 """The evaluation harness: agents x experiments x seeds -> regret at budgets 1..K.
 
 Every agent runs through the same loop: it proposes a configuration, the proposal is mapped to
-the nearest candidate (Observation.match, i.e. autollm_jax/matching.py, as on the device), the
-candidate's outcome is read, and after k trials the best outcome found is scored with
-autollm_jax/regret.py against the experiment's candidates.
+the nearest candidate not run yet (Observation.match, i.e. autollm_jax/matching.py, as on the
+device), the candidate's outcome is read, and after k trials the best outcome found is scored
+with autollm_jax/regret.py against the experiment's candidates.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def run_episode(agent: base.Agent, experiment: Experiment, table: TaskTable, see
   reasoning = []
   for _ in range(budget):
     proposal = agent.propose(obs, history, rng)
-    i = obs.match(proposal.config)
+    i = obs.match(proposal.config, exclude=[t.candidate for t in history])  # as the envs do
     history.append(base.Trial(i, obs.candidates[i], float(outcomes[i]),
                               float(metric.sign() * outcomes[i])))
     reasoning.append(proposal.reasoning)

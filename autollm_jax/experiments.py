@@ -119,6 +119,12 @@ def _worth_solving(table: TaskTable, metric: str, rows: np.ndarray) -> bool:
   return bool(np.median(y) > y.min())
 
 
+def within_quantile(counts: np.ndarray, quantile: float) -> np.ndarray:
+  """bool[n] the runs whose parameter count is at most the counts' `quantile` (the rule of a
+  parameter budget: the cap at the target, the matching runs at a cheap fidelity)."""
+  return counts <= np.quantile(counts, quantile)
+
+
 def _budgeted(table: TaskTable, target: int, quantiles: Sequence[float]
               ) -> list[tuple[np.ndarray, float | None, float | None]]:
   """(candidate rows, parameter budget, quantile) per budget; one unbudgeted entry if the
@@ -129,8 +135,7 @@ def _budgeted(table: TaskTable, target: int, quantiles: Sequence[float]
   counts = table.aux_at(target, PARAM_COUNT_AUX)
   out = []
   for q in quantiles:
-    cap = float(np.quantile(counts, q))
-    out.append((rows[counts <= cap], cap, float(q)))
+    out.append((rows[within_quantile(counts, q)], float(np.quantile(counts, q)), float(q)))
   return out
 
 

@@ -33,7 +33,9 @@ only for this docstring). Formats:
   * Feedback: `\n<obs> {metric}={OUTCOME|none} best={OUTCOME|none} left={digit} </obs>\n`;
     the outcome and best are in the metric's own sign (higher is better for maximized ones).
 Cheap results: rows of each context fidelity, best first; all of them when there are at most
-`max_rows`, else a selection stated in the text (see `select_rows`).
+`max_rows`, else a selection stated in the text (see `select_rows`). Under a parameter budget
+(the cap is the target's `budget_quantile` of parameter counts) only the cheap runs within the
+same quantile of their fidelity's counts are shown, as the teacher weighs them.
 
 `action_parts` and `feedback_parts` give the literal text between the numbers of the two
 blocks; the device environment renders feedback from the same parts, so host and device
@@ -47,7 +49,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autollm_jax.experiments import Experiment
+from autollm_jax.experiments import PARAM_COUNT_AUX, Experiment, within_quantile
 from autollm_jax.gym.table import TaskTable
 
 TASK = "<task>"
@@ -198,9 +200,15 @@ def render_prompt(table: TaskTable, experiment: Experiment, max_rows: int = 16) 
   context_rows = np.asarray(experiment.context_rows)
   for fidelity in experiment.context_fidelities:
     rows = context_rows[table.fidelity_index[context_rows] == fidelity]
+    within = ""
+    if experiment.budget_quantile is not None and PARAM_COUNT_AUX in table.aux_names:
+      counts = table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)]
+      rows = rows[within_quantile(counts, experiment.budget_quantile)]
+      within = (f" the runs at or under its {100 * experiment.budget_quantile:.0f}th "
+                f"percentile of parameter counts;")
     outcomes = table.outcomes[rows, column]
     shown, how = select_rows(metric.sign() * outcomes, max_rows)
-    lines.append(f"{CHEAP} {_fidelity_text(table, fidelity)}: {how}.")
+    lines.append(f"{CHEAP} {_fidelity_text(table, fidelity)}:{within} {how}.")
     for i in shown:
       values = " ".join(f"{p.name}={format_param(v)}"
                         for p, v in zip(table.params, table.configs[rows[i]]))

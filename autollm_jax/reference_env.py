@@ -69,9 +69,16 @@ class ReferenceEnv:
     query = matching.features(np.array([float(s) for s in numbers]), self._transform)
     return matching.clip_query(query, self._hi, self._transform)
 
+  def untried(self) -> np.ndarray:
+    """bool[n] the candidates not run yet in this episode (all once every one has run)."""
+    left = np.ones(len(self._y), bool)
+    left[[i for i in self.history if i is not None]] = False
+    return left if left.any() else np.ones(len(self._y), bool)
+
   def match(self, numbers: tuple[str, ...]) -> int:
-    """The candidate nearest to a parsed action."""
-    return int(matching.nearest(self._features, self._query(numbers), self._transform))
+    """The candidate not run yet that is nearest to a parsed action."""
+    return int(matching.nearest(self._features, self._query(numbers), self._transform,
+                                valid=self.untried()))
 
   def distances(self, numbers: tuple[str, ...]) -> np.ndarray:
     """float64[n] every candidate's distance to a parsed action (as `matching.nearest`)."""

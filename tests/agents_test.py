@@ -10,6 +10,7 @@ import numpy as np
 from autollm_jax import agents
 from autollm_jax import evaluation
 from autollm_jax import experiments
+from autollm_jax import protocol
 from autollm_jax.agents import base
 from autollm_jax.agents import fsbo
 from autollm_jax.agents import gp_model
@@ -79,9 +80,10 @@ class AgentsTest(parameterized.TestCase):
     full = agents.make("teacher").propose(self.obs, [], np.random.default_rng(0))
     brief = teacher_lib.Teacher("brief").propose(self.obs, [], np.random.default_rng(0))
     np.testing.assert_array_equal(brief.config, full.config)
-    predicted = re.fullmatch(r"Predicted (.+)\.", brief.reasoning)
+    predicted = re.fullmatch(rf"Predicted \w+=({protocol.OUTCOME_RE})\.", brief.reasoning)
     self.assertIsNotNone(predicted, brief.reasoning)
-    self.assertTrue(full.reasoning.endswith(f"(predicted {predicted.group(1)})."),
+    self.assertTrue(full.reasoning.endswith(f"(predicted {self.obs.metric.name}="
+                                            f"{predicted.group(1)})."),
                     full.reasoning)
     self.assertLess(len(brief.reasoning), len(full.reasoning) / 3)
 

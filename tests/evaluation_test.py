@@ -74,8 +74,11 @@ class EvaluationTest(absltest.TestCase):
       def propose(self, obs, history, rng):
         return agents.base.Proposal(best * 1.0001)  # matched back to the optimum
 
-    episode = evaluation.run_episode(Oracle(), e, table, seed=0, budget=2)
-    np.testing.assert_array_equal(episode.strict_regret, [0.0, 0.0])
+    episode = evaluation.run_episode(Oracle(), e, table, seed=0, budget=3)
+    np.testing.assert_array_equal(episode.strict_regret, [0.0, 0.0, 0.0])
+    # The same proposal again runs the nearest candidates not run yet, as the envs do.
+    self.assertEqual(episode.candidates[0], np.argmin(y))
+    self.assertLen(set(episode.candidates), 3)
 
   def test_paired_difference_matches_a_hand_computed_t_interval(self):
     diff = evaluation.paired_difference(self.report, "topk", "random")

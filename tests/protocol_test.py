@@ -141,6 +141,26 @@ class PromptTest(absltest.TestCase):
       self.assertRegex(row, rf"^lr={protocol.PARAM_RE} bs={protocol.PARAM_RE} "
                             rf"bias={protocol.PARAM_RE} acc={protocol.OUTCOME_RE}$")
 
+  def test_under_a_parameter_budget_only_cheap_runs_within_its_quantile_are_shown(self):
+    table = _table()
+    n = len(table.rows(0))
+    counts = np.tile(np.arange(n, dtype=np.float64), 2)  # parameter count of every row
+    table = dataclasses.replace(table, aux_names=("n_params",), aux=counts[:, None])
+    experiment = Experiment(
+        name="toy/large/p25", task="toy", split="test", target_fidelity=1,
+        context_fidelities=(0,), metric="acc", budget=3, candidate_rows=table.rows(1)[:7],
+        context_rows=table.rows(0), param_budget=6.0, budget_quantile=0.25)
+    lines = protocol.render_prompt(table, experiment, max_rows=10).split("\n")
+    self.assertIn("Parameter-count cap: 6.00e+00.", lines[1])
+    # Counts 0..23: the 25th percentile is 5.75, so rows 0..5 (six runs) are shown.
+    self.assertEqual(lines[2], "<cheap> fidelity small (N=1.00e+08 D=2.00e+09): the runs at or "
+                               "under its 25th percentile of parameter counts; all 6 runs, "
+                               "best first.")
+    shown = {tuple(float(v) for v in re.findall(r"=(\S+)", row)[:3]) for row in lines[3:9]}
+    self.assertEqual(shown, {tuple(float(protocol.format_param(v)) for v in c)
+                             for c in table.configs[:6]})
+    self.assertEqual(lines[9], "")
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -73,6 +73,14 @@ class ReferenceEnvTest(absltest.TestCase):
     self.assertEqual(env.match(env.parse(_turn(2e-3, 0.5))), 0)    # bias matches neither
     np.testing.assert_allclose(env.distances(env.parse(_turn(1e-2, 0))), [1, 0, 2, 1])
 
+  def test_a_repeated_action_runs_the_nearest_candidate_not_run_yet(self):
+    env = _env(budget=6)
+    # Distances from (1e-3, 0): [0, 1, 1, 2]; ties go to the lowest index.
+    for _ in range(5):
+      env.step(_turn(1e-3, 0))
+    self.assertEqual(env.history, [0, 1, 2, 3, 0])  # all four run: all open again
+    self.assertTrue(env.untried().all())
+
   def test_malformed_actions_use_a_trial_and_report_none(self):
     env = _env()
     for turn in ("<think> no action </think>", _turn(1e-3, 0).replace("bias=", "bios="),

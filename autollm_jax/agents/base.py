@@ -4,7 +4,8 @@ An agent sees an `Observation` (the task, the candidate configurations at the ta
 and the full results at the cheap fidelities, never an outcome at the target) and the trials
 so far, and proposes the next configuration with, where it has one, its reasoning as text. A
 proposal is a free configuration; like the device environment, the harness maps it to the
-nearest candidate (autollm_jax/matching.py) and reads that candidate's outcome.
+nearest candidate not run yet in the episode (autollm_jax/matching.py) and reads that
+candidate's outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from autollm_jax import experiments as experiments_lib
 from autollm_jax import matching
 from autollm_jax.experiments import PARAM_COUNT_AUX, Experiment
 from autollm_jax.gym.table import Metric, Param, TaskTable
@@ -225,5 +227,4 @@ def within_budget(obs: Observation, cheap: CheapResults) -> np.ndarray:
   """bool[m] the cheap rows within the experiment's parameter-budget quantile (all if none)."""
   if obs.budget_quantile is None or PARAM_COUNT_AUX not in cheap.aux:
     return np.ones(len(cheap.y), bool)
-  counts = cheap.aux[PARAM_COUNT_AUX]
-  return counts <= np.quantile(counts, obs.budget_quantile)
+  return experiments_lib.within_quantile(cheap.aux[PARAM_COUNT_AUX], obs.budget_quantile)

@@ -28,6 +28,7 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 
 from autollm_jax import matching
+from autollm_jax import protocol
 from autollm_jax.agents import base
 from autollm_jax.agents import gp_model
 
@@ -267,7 +268,9 @@ class Teacher(base.Agent):
     if history:
       # The cross-fidelity analysis was written in the first turn, which stays in the context.
       text = self._refinement(obs, history)
-    prediction = f"{obs.metric.name}={predicted[0]:.4g}"
+    # In the protocol's fixed outcome format, as the feedback writes outcomes: a number of
+    # varying length is where a small policy, writing freely, loses track of the turn.
+    prediction = f"{obs.metric.name}={protocol.format_outcome(predicted[0])}"
     if self.reasoning == "brief":
       # The action that follows names the configuration: restating it would only lengthen
       # the turn (and ask a small policy to convert between number formats).

@@ -422,9 +422,9 @@ def _query_features(params: EnvParams, experiment, mantissa, exponent):
   return jnp.where(params.param_mask[experiment], shifted, 0.0) / scale
 
 
-def untried(params: EnvParams, state: EnvState) -> Bool[Array, "B N"]:
+def _untried(params: EnvParams, state: EnvState) -> Bool[Array, "B N"]:
   """bool[B, N] the valid candidates each episode has not run yet; all valid candidates in an
-  episode that has run every one (`agents.base.untried`'s rule)."""
+  episode that has run every one (`matching.not_run`'s rule)."""
   valid = params.valid[state.experiment]
   # Every trial against every candidate (unparsed trials, -1, match none): on the CPU this
   # vectorizes, where a scatter of the trials was measured 15% slower per env step.
@@ -439,7 +439,7 @@ def _nearest(params: EnvParams, experiment, query, allowed):
   The distances are summed parameter by parameter over rows of candidates, a loop XLA
   vectorizes; only the slots categorical in some experiment need the categorical rule.
   Args:
-    allowed: bool[B, N] the candidates each query may match (`untried`).
+    allowed: bool[B, N] the candidates each query may match (`_untried`).
   """
   dist = jnp.where(allowed, 0.0, jnp.inf)
   for j in range(query.shape[1]):
@@ -513,7 +513,7 @@ def step(params: EnvParams, state: EnvState, action_tokens: Int[Array, "B L"]
   e = state.experiment
   ok, mantissa, exponent = parse_action(params, e, action_tokens)
   index = _nearest(params, e, _query_features(params, e, mantissa, exponent),
-                   untried(params, state))
+                   _untried(params, state))
   y = params.cand_y[e, index]
   better = ok & (y < state.best_y)
   best_y = jnp.where(better, y, state.best_y)

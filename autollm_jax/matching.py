@@ -58,6 +58,14 @@ def clip_query(query_features, feature_hi, transform, xp=np):
   return xp.where(transform[1] > 0, query_features, xp.clip(query_features, 0.0, feature_hi))
 
 
+def not_run(num_candidates: int, run: Sequence[int | None]) -> np.ndarray:
+  """bool[n] the candidates not among `run` (None entries, unparsed trials, are ignored); all
+  of them once every one has run. The rule by which a trial's proposal is matched."""
+  left = np.ones(num_candidates, bool)
+  left[[i for i in run if i is not None]] = False
+  return left if left.any() else np.ones(num_candidates, bool)
+
+
 def nearest(candidate_features, query_features, transform, valid=None, xp=np):
   """Index of the candidate nearest to the query.
 

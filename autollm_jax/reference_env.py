@@ -71,9 +71,7 @@ class ReferenceEnv:
 
   def untried(self) -> np.ndarray:
     """bool[n] the candidates not run yet in this episode (all once every one has run)."""
-    left = np.ones(len(self._y), bool)
-    left[[i for i in self.history if i is not None]] = False
-    return left if left.any() else np.ones(len(self._y), bool)
+    return matching.not_run(len(self._y), self.history)
 
   def match(self, numbers: tuple[str, ...]) -> int:
     """The candidate not run yet that is nearest to a parsed action."""

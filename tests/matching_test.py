@@ -48,6 +48,11 @@ class MatchingTest(absltest.TestCase):
       self.assertEqual(matching.nearest(f, matching.features(q, t), t), expected)
       self.assertEqual(d, expected)
 
+  def test_not_run_skips_run_candidates_until_all_have_run(self):
+    np.testing.assert_array_equal(matching.not_run(3, [2, None, 0]), [False, True, False])
+    np.testing.assert_array_equal(matching.not_run(3, [0, 1, 2, 1]), [True, True, True])
+    np.testing.assert_array_equal(matching.not_run(2, []), [True, True])
+
   def test_invalid_candidates_are_never_chosen(self):
     t = matching.feature_transform(PARAMS, CANDIDATES)
     f = matching.features(CANDIDATES, t)

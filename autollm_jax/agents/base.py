@@ -133,13 +133,10 @@ class Observation:
   def match(self, config: np.ndarray, exclude: Sequence[int] = ()) -> int:
     """The index of the candidate nearest to `config` (out-of-range values clipped to the
     candidates' range, as the environments do), skipping `exclude` while any is left."""
-    valid = np.ones(self.num_candidates, bool)
-    valid[list(exclude)] = False
-    if not valid.any():
-      valid[:] = True
     candidates = self.features(self.candidates)
     query = matching.clip_query(self.features(config), candidates.max(axis=0), self.transform)
-    return int(matching.nearest(candidates, query, self.transform, valid))
+    return int(matching.nearest(candidates, query, self.transform,
+                                matching.not_run(self.num_candidates, exclude)))
 
   def format_config(self, config: np.ndarray) -> str:
     return " ".join(f"{p.name}={v:.3g}" for p, v in zip(self.params, config))
@@ -213,8 +210,7 @@ class Agent(abc.ABC):
 
 def untried(obs: Observation, history: Sequence[Trial]) -> np.ndarray:
   """int[k] indices of the candidates not run yet (all of them if every one was)."""
-  left = np.setdiff1d(np.arange(obs.num_candidates), [t.candidate for t in history])
-  return left if left.size else np.arange(obs.num_candidates)
+  return np.flatnonzero(matching.not_run(obs.num_candidates, [t.candidate for t in history]))
 
 
 def nearest_fidelity(obs: Observation) -> CheapResults:

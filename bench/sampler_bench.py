@@ -17,7 +17,7 @@ from flax import nnx
 
 from autollm_jax import benchmarks, memory, roofline
 from autollm_jax.model import config as config_lib
-from autollm_jax.model import gguf_import, transformer
+from autollm_jax.model import transformer
 
 _MODEL = flags.DEFINE_string("model", "gemma3_270m", "Registry model name.")
 _PRETRAINED = flags.DEFINE_bool("pretrained", False,
@@ -40,6 +40,8 @@ def main(argv):
   batch, prompt_len, steps = _BATCH.value, _PROMPT_LEN.value, _MAX_NEW.value
   print(memory.estimate(config, batch, prompt_len + steps).summary(), flush=True)
   if _PRETRAINED.value:
+    # Imported here: it needs the model_import extra (gguf), which a bare GPU image lacks.
+    from autollm_jax.model import gguf_import  # pylint: disable=import-outside-toplevel
     params = gguf_import.load_pretrained(_MODEL.value, **overrides).params
   else:
     _, params = nnx.split(transformer.create_model(config))

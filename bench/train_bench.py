@@ -21,6 +21,7 @@ from autollm_jax import benchmarks
 from autollm_jax import roofline
 from autollm_jax import sharding
 from autollm_jax.model import config as config_lib
+from autollm_jax.model import transformer
 
 _MODEL = flags.DEFINE_string("model", "scratch_1b", "Registry model name.")
 _BATCH = flags.DEFINE_integer("batch", 16, "Rows per optimizer step.")
@@ -29,13 +30,15 @@ _ACCUM = flags.DEFINE_integer("grad_accum", 1, "Microbatches per step.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (after one compiling step).")
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "Compute dtype.")
 _REMAT = flags.DEFINE_bool("remat", None, "Rematerialize blocks (default: the config's).")
+_ATTENTION = flags.DEFINE_enum("attention", "auto", ["auto", "einsum", "cudnn", "xla"],
+                               "ModelConfig.attention (auto: cuDNN's fused kernel on GPUs).")
 _PEAK = flags.DEFINE_float("peak_tflops", None,
                            "The chip's rate in TFLOP/s (default: a measured bf16 matmul).")
 
 
 def main(argv):
   del argv
-  overrides = {"dtype": _DTYPE.value, "param_dtype": "float32"}
+  overrides = {"dtype": _DTYPE.value, "param_dtype": "float32", "attention": _ATTENTION.value}
   if _REMAT.value is not None:
     overrides["remat"] = _REMAT.value
   config = config_lib.get_config(_MODEL.value, **overrides)
@@ -50,6 +53,7 @@ def main(argv):
         f"devices={jax.device_count()}x{device.device_kind} jax={jax.__version__}"
         + (f" peak_memory={memory / 2**30:.1f}GiB" if memory else ""))
   print(f"train step: {config.name} {_BATCH.value}x{_SEQ_LEN.value} remat={config.remat} "
+        f"attention={transformer.fused_attention(config) or 'einsum'} "
         f"{timing.seconds * 1e3:.1f} ms, {timing.tokens / timing.seconds:.0f} tokens/s, "
         f"{achieved:.3g} model TFLOP/s, "
         f"MFU={100 * achieved / (peak * jax.device_count()):.1f}% of {peak:.3g} TFLOP/s per "

@@ -75,6 +75,9 @@ class GrpoTest(absltest.TestCase):
       self.assertBetween(r["reward"], -1.0, 0.0)
       self.assertGreaterEqual(r["kl"], 0.0)
       self.assertGreater(r["rollout_tokens_per_s"], 0.0)
+      self.assertAlmostEqual(r["agent_tokens"] / r["rollout_seconds"],
+                             r["rollout_tokens_per_s"], places=3)
+      self.assertLess(r["rollout_seconds"], r["seconds"])
 
   def test_used_length_covers_every_row_in_128_steps(self):
     mask = np.zeros((3, 400), bool)

@@ -1,5 +1,7 @@
 """Tests of the decoder: KV-cache decoding equals the full forward pass, and the switches."""
 
+from unittest import mock
+
 from absl.testing import absltest, parameterized
 import chex
 import jax
@@ -83,6 +85,39 @@ class TransformerTest(parameterized.TestCase):
     chex.assert_trees_all_close(jax.grad(lambda p: loss(remat_graph, p))(params),
                                 jax.grad(lambda p: loss(graphdef, p))(params), atol=1e-5)
 
+  def test_fused_attention_equals_einsum_attention(self):
+    # A sliding window and left padding, so that every part of the visibility rule counts.
+    config = tiny("gemma3_270m", dtype="float32", param_dtype="float32")
+    graphdef, params = nnx.split(transformer.create_model(config, seed=2))
+    fused_graph, _ = nnx.split(transformer.create_model(config.replace(attention="xla")))
+    tokens = jax.random.randint(jax.random.key(4), (2, 10), 1, config.vocab_size)
+    mask = jnp.arange(10)[None] >= jnp.array([[0], [3]])
+    positions = transformer.default_positions(mask)
+
+    def loss(graph, p):
+      logits, _ = transformer.forward(graph, p, tokens, positions, mask)
+      return jnp.sum(jnp.where(mask, jax.nn.logsumexp(logits, -1), 0.0)), logits
+
+    (_, einsum_logits), einsum_grads = jax.value_and_grad(
+        lambda p: loss(graphdef, p), has_aux=True)(params)
+    (_, fused_logits), fused_grads = jax.value_and_grad(
+        lambda p: loss(fused_graph, p), has_aux=True)(params)
+    chex.assert_trees_all_close(fused_logits, einsum_logits, atol=1e-5)
+    chex.assert_trees_all_close(fused_grads, einsum_grads, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, "attention='flash'.*'cudnn'"):
+      config.replace(attention="flash")
+
+  def test_auto_attention_is_einsum_off_gpus_and_cudnn_on_them_in_bf16(self):
+    config = tiny("scratch_1m")
+    self.assertEqual(config.attention, "auto")
+    self.assertIsNone(transformer.fused_attention(config.replace(dtype="bfloat16")))
+    self.assertEqual(transformer.fused_attention(config.replace(attention="xla")), "xla")
+    with mock.patch.object(jax, "default_backend", return_value="gpu"):
+      self.assertEqual(transformer.fused_attention(config.replace(dtype="bfloat16")), "cudnn")
+      self.assertIsNone(transformer.fused_attention(config.replace(dtype="float32")))
+      self.assertIsNone(transformer.fused_attention(config.replace(attention="einsum",
+                                                                   dtype="bfloat16")))
+
   @parameterized.parameters("scratch_1m", "scratch_10m", "scratch_50m", "scratch_1b",
                             "gemma3_270m", "smollm2_135m", "qwen3_1.7b", "qwen3_4b")
   def test_registry_param_counts(self, name):
@@ -103,9 +138,6 @@ class TransformerTest(parameterized.TestCase):
       config_lib.get_config("gpt5")
 
 
-if __name__ == "__main__":
-  absltest.main()
-
 
 class BlockedAttentionTest(absltest.TestCase):
 
@@ -124,3 +156,7 @@ class BlockedAttentionTest(absltest.TestCase):
     blocked = transformer.attend(*args)
     whole = transformer._attend_block(*args)  # pylint: disable=protected-access
     np.testing.assert_allclose(blocked, whole, atol=1e-5)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -11,6 +11,7 @@ import json
 from typing import Any, Literal
 
 Activation = Literal["silu", "gelu_tanh"]
+Attention = Literal["auto", "einsum", "cudnn", "xla"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,10 @@ class ModelConfig:
     dtype: activation dtype ("float32" or "bfloat16").
     param_dtype: parameter dtype.
     remat: rematerialise each block in the backward pass.
+    attention: how passes without a KV cache (training, scoring) attend: "auto" (cuDNN on a
+      GPU backend in bf16/float16, else einsum; set "einsum" on ROCm), "einsum" (any
+      backend), "cudnn" (jax.nn.dot_product_attention's fused flash-attention kernel, NVIDIA
+      GPUs, bf16/float16) or "xla" (that call's portable implementation).
   """
   name: str
   family: str
@@ -67,11 +72,15 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
+  attention: Attention = "auto"
 
   def __post_init__(self):
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"config {self.name}: num_heads={self.num_heads} is not a multiple of "
                        f"num_kv_heads={self.num_kv_heads}")
+    if self.attention not in ("auto", "einsum", "cudnn", "xla"):
+      raise ValueError(f"config {self.name}: attention={self.attention!r}; use 'auto', "
+                       "'einsum', 'cudnn' (NVIDIA GPUs) or 'xla'")
     if self.activation not in ("silu", "gelu_tanh"):
       raise ValueError(f"config {self.name}: activation={self.activation!r}; "
                        "use 'silu' or 'gelu_tanh'")

@@ -64,13 +64,21 @@ _QUERY_BLOCK = 256
 def attend(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Array, "B S K H"],
            q_slots: Int[Array, "T"], key_mask: Bool[Array, "B S"],
            q_positions: Int[Array, "B T"], k_positions: Int[Array, "B S"],
-           window: Int[Array, ""], scale: float) -> Float[Array, "B T N H"]:
+           window: Int[Array, ""], scale: float, fused: str | None = None
+           ) -> Float[Array, "B T N H"]:
   """Grouped-query attention of queries at cache slots `q_slots` over all S key slots.
 
   A key at slot j is visible to a query at slot i when j <= i, key_mask[b, j], and their
   positions are less than `window` apart. Rows with no visible key (padding queries) get
-  finite garbage, never NaN. Long query chunks are processed _QUERY_BLOCK queries at a time.
+  finite garbage, never NaN. Long query chunks are processed _QUERY_BLOCK queries at a time,
+  unless `fused` names a `jax.nn.dot_product_attention` implementation ("cudnn": a fused
+  flash-attention kernel on NVIDIA GPUs that never holds the [B, N, T, S] scores; "xla": the
+  same call on any backend), which gets the visibility as a boolean mask.
   """
+  if fused is not None:
+    visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[1])
+    return jax.nn.dot_product_attention(q, k, v, mask=visible[:, None], scale=scale,
+                                        implementation=fused)
   t = q.shape[1]
   if t <= _QUERY_BLOCK:
     return _attend_block(q, k, v, q_slots, key_mask, q_positions, k_positions, window, scale)
@@ -94,20 +102,36 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Arra
                                          *q.shape[2:])[:, :t]
 
 
+def _visible(q_slots, key_mask, q_positions, k_positions, window, num_slots
+             ) -> Bool[Array, "B T S"]:
+  """Which key slots each query sees (`attend`'s rule)."""
+  k_slots = jnp.arange(num_slots)
+  causal = k_slots[None, :] <= q_slots[:, None]
+  near = q_positions[:, :, None] - k_positions[:, None, :] < window
+  return causal[None] & near & key_mask[:, None, :]
+
+
 def _attend_block(q, k, v, q_slots, key_mask, q_positions, k_positions, window, scale):
   """`attend` for one block of queries (same arguments)."""
   b, t, n, h = q.shape
   kv_heads = k.shape[2]
   q = q.reshape(b, t, kv_heads, n // kv_heads, h)
   logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-  k_slots = jnp.arange(k.shape[1])
-  causal = k_slots[None, :] <= q_slots[:, None]
-  near = q_positions[:, :, None] - k_positions[:, None, :] < window
-  visible = causal[None] & near & key_mask[:, None, :]  # [B, T, S]
+  visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[1])
   logits = jnp.where(visible[:, None, None], logits, _MASKED)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
   return out.reshape(b, t, n, h)
+
+
+def fused_attention(config: ModelConfig) -> str | None:
+  """The `jax.nn.dot_product_attention` implementation that passes without a KV cache use
+  under `config.attention`, or None for the einsum attention. "auto" picks cuDNN's fused
+  kernel on a GPU backend in bf16 or float16 (the dtypes it takes), the einsum elsewhere."""
+  if config.attention == "auto":
+    fast = jax.default_backend() == "gpu" and config.dtype in ("bfloat16", "float16")
+    return "cudnn" if fast else None
+  return None if config.attention == "einsum" else config.attention
 
 
 class Block(nnx.Module):
@@ -150,15 +174,17 @@ class Block(nnx.Module):
                      keys: Float[Array, "B S K H"], values: Float[Array, "B S K H"],
                      positions: Int[Array, "B T"], key_mask: Bool[Array, "B S"],
                      key_positions: Int[Array, "B S"], index: Int[Array, ""],
-                     window: Int[Array, ""]) -> Float[Array, "B T D"]:
+                     window: Int[Array, ""], fused: str | None = None
+                     ) -> Float[Array, "B T D"]:
     """The rest of the block: the chunk's queries (at slots index..index+T-1) attend to the
-    S key slots, then the residual MLP. Returns the block's output [B, T, D]."""
+    S key slots (`attend`, with its `fused` choice), then the residual MLP. Returns the
+    block's output [B, T, D]."""
     c = self.config
     dt = jnp.dtype(c.dtype)
     q_slots = index + jnp.arange(x.shape[1])
     scale = (c.query_scale or c.head_dim) ** -0.5
     a = attend(q, keys.astype(dt), values.astype(dt), q_slots, key_mask, positions,
-               key_positions, window, scale)
+               key_positions, window, scale, fused)
     a = jnp.einsum("btnh,nhd->btd", a, self.o_proj[...].astype(dt))
     if c.post_norms:
       a = self.post_attn_norm(a)
@@ -235,12 +261,14 @@ class Transformer(nnx.Module):
     layers = (block_params, jnp.arange(c.num_layers), windows, bases)
 
     if cache is None:
+      fused = fused_attention(c)
+
       def body(x, layer):
         params, _, window, base = layer
         block = nnx.merge(block_def, params)
         q, k, v = block.project_qkv(x, positions, base)
         return block.attend_and_mlp(x, q, k, v, positions, key_mask, key_positions, index,
-                                    window), None
+                                    window, fused), None
 
       if c.remat:
         body = jax.checkpoint(body, prevent_cse=False)

@@ -167,6 +167,8 @@ class GrpoTrainer:
         reward_std_in_group=float(jnp.mean(jnp.std(rewards, axis=1))),
         parsed_fraction=parsed_fraction(played, self.env_params.budget[ids].repeat(
             c.group_size)),
+        agent_tokens=agent_tokens,
+        rollout_seconds=rollout_seconds,
         rollout_tokens_per_s=agent_tokens / rollout_seconds,
         seconds=time.perf_counter() - start)
     return state, summary

@@ -45,6 +45,7 @@ texts agree by construction.
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -112,6 +113,16 @@ def render_action(param_names: Sequence[str], values: Sequence[float]) -> str:
 def render_turn(reasoning: str, param_names: Sequence[str], values: Sequence[float]) -> str:
   """The agent's whole turn: `<think> reasoning </think> <execute> ... </execute>`."""
   return f"{THINK} {reasoning} {THINK_END} " + render_action(param_names, values)
+
+
+def parse_action(turn: str, param_names: Sequence[str]) -> tuple[str, ...] | None:
+  """The number texts of the action after the turn's first `<execute>`, or None when no
+  well-formed action (every parameter in order, PARAM_RE numbers) starts there."""
+  start = turn.find(EXECUTE)
+  fields = "".join(f" {re.escape(name)}=({PARAM_RE})" for name in param_names)
+  match = re.compile(f"{re.escape(EXECUTE)}{fields} {re.escape(EXECUTE_END)}").match(
+      turn, start) if start >= 0 else None
+  return match.groups() if match else None
 
 
 def feedback_parts(metric: str) -> tuple[str, str, str, str]:

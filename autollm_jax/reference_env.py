@@ -8,8 +8,6 @@ agent on the host one experiment at a time.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from autollm_jax import matching
@@ -39,9 +37,6 @@ class ReferenceEnv:
     self._features = matching.features(configs, self._transform)
     self._numeric = self._transform[1] == 0
     self._hi = self._features.max(axis=0)
-    fields = "".join(f" {re.escape(p.name)}=({protocol.PARAM_RE})" for p in table.params)
-    self._action = re.compile(f"{re.escape(protocol.EXECUTE)}{fields} "
-                              f"{re.escape(protocol.EXECUTE_END)}")
     self.reset()
 
   def prompt(self, max_rows: int = 16) -> str:
@@ -60,9 +55,7 @@ class ReferenceEnv:
 
   def parse(self, turn: str) -> tuple[str, ...] | None:
     """The number texts of the action after the turn's first `<execute>`, or None."""
-    start = turn.find(protocol.EXECUTE)
-    match = self._action.match(turn, start) if start >= 0 else None
-    return match.groups() if match else None
+    return protocol.parse_action(turn, self.table.param_names)
 
   def _query(self, numbers: tuple[str, ...]) -> np.ndarray:
     """Features of a parsed action, clipped to the candidates' range (numeric parameters)."""

@@ -30,6 +30,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from autollm_jax import env as env_lib
+from autollm_jax import grammar as grammar_lib
 from autollm_jax import protocol
 from autollm_jax import sampler as sampler_lib
 from autollm_jax.model.config import ModelConfig
@@ -102,14 +103,18 @@ def check_turn_tokens(config: RolloutConfig, env_params: env_lib.EnvParams) -> N
                      "policy.turn_tokens or lower policy.think_tokens")
 
 
-def action_grammar(env_params: env_lib.EnvParams) -> sampler_lib.Grammar:
-  """The environment's action grammar for the sampler: reasoning states are free text, and
-  `<execute>` is what a turn's reasoning is cut off with."""
-  g = env_params.grammar
+def sampler_grammar(g: grammar_lib.Grammar, execute_id) -> sampler_lib.Grammar:
+  """An action grammar for the sampler: reasoning states are free text, and `<execute>`
+  (token `execute_id`) is what a turn's reasoning is cut off with."""
   return sampler_lib.Grammar(
-      g.next_state, g.allowed,
-      is_free=jnp.zeros(g.next_state.shape[0], bool).at[g.free_state].set(True),
-      force_id=env_params.execute_id)
+      jnp.asarray(g.next_state), jnp.asarray(g.allowed),
+      is_free=jnp.zeros(g.next_state.shape[0], bool).at[jnp.asarray(g.free_state)].set(True),
+      force_id=jnp.asarray(execute_id, jnp.int32))
+
+
+def action_grammar(env_params: env_lib.EnvParams) -> sampler_lib.Grammar:
+  """The environment's action grammar for the sampler (`sampler_grammar`)."""
+  return sampler_grammar(env_params.grammar, env_params.execute_id)
 
 
 def _write_rows(buffer: Array, chunk: Array, offset: Int[Array, " B"]) -> Array:

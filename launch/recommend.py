@@ -3,18 +3,25 @@
   python launch/recommend.py --csv=runs.csv --params=lr:log,bs:log --fidelities=N,D \
       --metric=smooth_loss:min --target=N=1.07e9,D=2e10 [--grid=grid.csv] --state=s.json
   python launch/recommend.py ...same flags... --state=s.json --tell=lr=0.00138,bs=256=2.231
+  python launch/recommend.py ...same flags... --checkpoint=/tmp/mtrl/rl/checkpoints
 
 Every cheap run at a fidelity no larger than the target on every scale axis is used. The
 candidates are --grid (a CSV with one column per parameter), else every combination of the
 values you ran. With --state, results told with --tell are kept and the next proposals take
-them into account. The proposals come from the teacher agent, with its reasoning.
+them into account. The proposals come from the teacher agent, with its reasoning; with
+--checkpoint, the next run comes from a trained policy instead (launch/train.py's
+<workdir>/<stage>/checkpoints): it reads the prompt of the protocol and the told results, and
+writes one turn, whose action is matched to the nearest grid configuration not told yet.
 """
 
 import sys
 
 from absl import app
 from absl import flags
+import numpy as np
 
+from autollm_jax import checkpoint as checkpoint_lib
+from autollm_jax.agents import policy
 from autollm_jax.agents import session
 from autollm_jax.agents import teacher as teacher_lib
 from autollm_jax.gym import data
@@ -27,6 +34,9 @@ STATE = flags.DEFINE_string("state", None, "JSON file that keeps the told result
 TELL = flags.DEFINE_multi_string("tell", [], "An expensive result, CONFIG=OUTCOME, e.g. "
                                  "lr=0.00138,bs=256=2.231 (needs --state).")
 TOP = flags.DEFINE_integer("top", 5, "How many ranked proposals to print.")
+CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A trained policy's checkpoint directory: "
+                                 "it proposes the next run (default: the teacher ranks).")
+SEED = flags.DEFINE_integer("seed", 0, "Seeds the policy's sampling (with --checkpoint).")
 METRIC_NAME = flags.DEFINE_string("target_metric", None, "The metric to optimize (default: "
                                   "the task's first).")
 
@@ -51,19 +61,30 @@ def main(argv):
     sys.exit(f"error: {e}")
   if STATE.value:
     session.save_state(STATE.value, state)
-  order, predicted, reasoning = teacher_lib.Teacher().rank(obs, trials)
   print(f"task {obs.task}, target {obs.target_name}, metric {obs.metric.name} "
         f"({obs.metric.direction}), {obs.num_candidates} candidates, "
         f"{sum(len(c.y) for c in obs.context)} cheap runs at {len(obs.context)} fidelities")
   for t in trials:
     print(f"told: {session.config_text(obs, t.config)} -> {t.outcome:.6g}")
-  print(f"\nreasoning: {reasoning}\n")
-  print(f"{'rank':>4}  {'predicted':>10}  configuration")
-  for r, (i, p) in enumerate(zip(order[:TOP.value], predicted[:TOP.value])):
-    print(f"{r + 1:>4}  {p:>10.4g}  {session.config_text(obs, obs.candidates[i])}")
+  if CHECKPOINT.value:
+    try:
+      agent = policy.PolicyAgent.from_checkpoint(CHECKPOINT.value)
+      proposal = agent.propose(obs, trials, np.random.default_rng(SEED.value))
+    except (checkpoint_lib.CheckpointError, ValueError) as e:
+      sys.exit(f"error: {e}")
+    best = obs.match(proposal.config, exclude=[t.candidate for t in trials])
+    print(f"\npolicy ({CHECKPOINT.value}) wrote: {proposal.reasoning}\n")
+    print(f"next run: {session.config_text(obs, obs.candidates[best])}")
+  else:
+    order, predicted, reasoning = teacher_lib.Teacher().rank(obs, trials)
+    print(f"\nreasoning: {reasoning}\n")
+    print(f"{'rank':>4}  {'predicted':>10}  configuration")
+    for r, (i, p) in enumerate(zip(order[:TOP.value], predicted[:TOP.value])):
+      print(f"{r + 1:>4}  {p:>10.4g}  {session.config_text(obs, obs.candidates[i])}")
+    best = order[0]
   if STATE.value:
-    print(f"\nafter running #1: --state={STATE.value} "
-          f"--tell={session.config_text(obs, obs.candidates[order[0]])}=OUTCOME")
+    print(f"\nafter running it: --state={STATE.value} "
+          f"--tell={session.config_text(obs, obs.candidates[best])}=OUTCOME")
 
 
 if __name__ == "__main__":

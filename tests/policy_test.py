@@ -1,5 +1,8 @@
 """Tests for the policy agent: it plays through the device env inside the evaluation harness,
-and loads from a self-describing checkpoint directory."""
+proposes one turn at a time on the host, and loads from a self-describing checkpoint
+directory."""
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -12,7 +15,9 @@ from autollm_jax import evaluation
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import protocol
 from autollm_jax import sp_tokenizer
+from autollm_jax.agents import base
 from autollm_jax.agents import policy
+from autollm_jax.gym import tasks
 from autollm_jax.model import config as model_config
 from autollm_jax.model import transformer
 
@@ -55,6 +60,38 @@ class PolicyAgentTest(absltest.TestCase):
     np.testing.assert_array_equal(episode.normalized_regret[:2], [1.0, 1.0])
     np.testing.assert_array_equal(episode.strict_regret[:2], [1.0, 1.0])
     self.assertLess(episode.normalized_regret[2], 1.0)
+
+  def test_observation_problem_renders_the_experiments_prompt(self):
+    table = tasks.load_task("arch_hwgpt")  # a parameter budget: the quantile rule counts
+    exps = [e for e in experiments_lib.curate([table], seed=0) if e.split == "test"]
+    for t, e in [(self.tables[e.task], e) for e in self.test] + [(table, e) for e in exps]:
+      obs = base.Observation.from_experiment(e, t)
+      own_table, own = policy.observation_problem(obs)
+      self.assertEqual(protocol.render_prompt(own_table, own, 3), protocol.render_prompt(t, e, 3))
+      self.assertTrue(np.all(np.isnan(own_table.outcomes[own.candidate_rows])))
+      np.testing.assert_array_equal(own_table.configs[own.candidate_rows], obs.candidates)
+
+  def test_propose_on_the_host_is_the_device_episode_greedy(self):
+    greedy = policy.PolicyAgent(self.agent.graphdef, self.params, self.config, self.tok,
+                                dataclasses.replace(SETTINGS, temperature=0.0))
+    played = greedy.play(self.test, self.tables, [0], 3)
+    rng = np.random.default_rng(0)
+    for e in self.test:
+      obs = base.Observation.from_experiment(dataclasses.replace(e, budget=3), self.tables[e.task])
+      proposal = greedy.propose(obs, [], rng)
+      self.assertIn(protocol.EXECUTE, proposal.reasoning)
+      self.assertEqual(obs.match(proposal.config), played[(e.name, 0)][0])
+
+  def test_propose_reads_the_told_trials_and_stops_at_the_budget(self):
+    e = self.test[0]
+    obs = base.Observation.from_experiment(dataclasses.replace(e, budget=3), self.tables[e.task])
+    told = [base.Trial(i, obs.candidates[i], 3.0 + i, 3.0 + i) for i in (0, 5)]
+    rng = np.random.default_rng(1)
+    proposal = self.agent.propose(obs, told, rng)
+    self.assertLen(proposal.config, len(obs.params))
+    self.assertTrue(np.all(np.isfinite(proposal.config)))
+    with self.assertRaisesRegex(ValueError, "all 3 trials of the budget are told"):
+      self.agent.propose(obs, told + [told[0]], rng)
 
   def test_loads_from_a_checkpoint_directory(self):
     directory = self.create_tempdir().full_path

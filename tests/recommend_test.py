@@ -12,8 +12,16 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from flax import nnx
+
+from autollm_jax import checkpoint
 from autollm_jax import evaluation
+from autollm_jax import protocol
+from autollm_jax import sp_tokenizer
+from autollm_jax.agents import policy
 from autollm_jax.agents import session
+from autollm_jax.model import config as model_config
+from autollm_jax.model import transformer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -47,6 +55,42 @@ class RecommendTest(parameterized.TestCase):
            "--target=N=1.6e9", f"--state={self.state}", "--top=3", *extra]
     env = {**os.environ, "AUTOLLM_CACHE_DIR": str(self.dir / "cache"), "JAX_PLATFORMS": "cpu"}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+  def _save_policy(self) -> pathlib.Path:
+    """A small random policy's checkpoint directory, its vocabulary trained on this target's
+    prompt and a turn (what launch/train.py writes, but untrained)."""
+    table, experiment = policy.observation_problem(self.obs)
+    text = [protocol.render_prompt(table, experiment, 3),
+            protocol.render_turn(policy.TOLD_REASONING, table.param_names, [1e-3, 64.0]) +
+            protocol.render_feedback("loss", 3.0, 3.0, 1)]
+    tok = sp_tokenizer.train_sentencepiece(text * 20, vocab_size=512)
+    config = model_config.get_config(
+        "scratch_1m", vocab_size=tok.vocab_size, embed_dim=32, num_layers=2, num_heads=2,
+        num_kv_heads=1, head_dim=16, mlp_dim=64)
+    _, params = nnx.split(transformer.create_model(config, 0))
+    directory = self.dir / "policy"
+    manager = checkpoint.CheckpointManager(directory)
+    manager.save(1, params, None, config, tok.to_blob())
+    manager.close()
+    policy.PolicySettings(max_prompt_rows=3, max_context_fidelities=1, turn_tokens=80,
+                          think_tokens=8, temperature=1.0).save(directory)
+    return directory
+
+  def test_a_trained_policy_proposes_the_next_run_from_its_checkpoint(self):
+    directory = self._save_policy()
+    first = self._run(f"--checkpoint={directory}")
+    self.assertEqual(first.returncode, 0, first.stderr)
+    wrote = first.stdout.split(f"policy ({directory}) wrote: ")[1]
+    self.assertIn(protocol.EXECUTE, wrote)  # the grammar forces an action into the turn
+    proposal = first.stdout.split("next run: ")[1].split()[0]
+    # A grid configuration, which the session accepts as a tell; the next one is another.
+    told = self._run(f"--checkpoint={directory}", f"--tell={proposal}=2.5")
+    self.assertEqual(told.returncode, 0, told.stderr)
+    self.assertIn(f"told: {proposal} -> 2.5", told.stdout)
+    self.assertNotEqual(told.stdout.split("next run: ")[1].split()[0], proposal)
+    missing = self._run(f"--checkpoint={self.dir / 'nowhere'}")
+    self.assertNotEqual(missing.returncode, 0)
+    self.assertIn("error:", missing.stderr)
 
   def _first_proposal(self, stdout: str) -> str:
     line = next(l for l in stdout.splitlines() if l.strip().startswith("1 "))

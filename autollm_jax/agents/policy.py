@@ -6,6 +6,10 @@ Unlike the host baselines it does not propose one trial at a time: `play` runs e
 (experiment, seed) episode in batches and returns the candidate matched at each trial, which
 the evaluation harness scores with the same regret code as every other agent.
 
+It is also a host agent (`propose`): one turn at a time from an Observation and the trials
+so far, which is how `launch/recommend.py` asks a trained policy what to run next on a
+target that no gym table holds.
+
 A policy is loaded from a checkpoint directory (`autollm_jax.checkpoint`), which holds the
 model config and the tokenizer; the protocol settings it was trained with (prompt rows,
 cheap fidelities, turn length) are in `policy.json` beside the step folders.
@@ -30,6 +34,8 @@ from autollm_jax import experiments as experiments_lib
 from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import rollout as rollout_lib
+from autollm_jax import sampler as sampler_lib
+from autollm_jax.agents import base
 from autollm_jax.experiments import Experiment
 from autollm_jax.gym.table import TaskTable
 from autollm_jax.model import transformer
@@ -88,6 +94,43 @@ def prompt_tokens(tables: Mapping[str, TaskTable], experiments: Sequence[Experim
       protocol.render_prompt(tables[e.task], e, settings.max_prompt_rows)) for e in experiments]
 
 
+def observation_problem(obs: base.Observation) -> tuple[TaskTable, Experiment]:
+  """An Observation as a TaskTable of its own rows and the Experiment over them, so that a
+  prompt can be written for a target that no gym table holds (a researcher's next run).
+
+  The table has the cheap fidelities (cheapest first), then the target's candidates with
+  unknown (NaN) outcomes, and obs.metric as its one metric; aux columns the candidates lack
+  are NaN there.
+  """
+  blocks = [(c.configs, c.outcomes, c.aux) for c in obs.context]
+  blocks.append((obs.candidates, np.full(obs.num_candidates, np.nan), obs.candidate_aux))
+  aux_names = tuple(sorted({name for _, _, aux in blocks for name in aux}))
+  sizes = [len(outcomes) for _, outcomes, _ in blocks]
+  aux = (np.concatenate([np.stack([aux.get(a, np.full(n, np.nan)) for a in aux_names], axis=1)
+                         for (_, _, aux), n in zip(blocks, sizes)]) if aux_names else None)
+  table = TaskTable(
+      name=obs.task, description=obs.description, params=obs.params, metrics=(obs.metric,),
+      fidelity_names=tuple(c.name for c in obs.context) + (obs.target_name,),
+      fidelity_scale_names=obs.scale_names,
+      fidelity_scale=np.stack([c.scale for c in obs.context] + [obs.target_scale]),
+      configs=np.concatenate([configs for configs, _, _ in blocks]),
+      fidelity_index=np.repeat(np.arange(len(blocks)), sizes),
+      outcomes=np.concatenate([outcomes for _, outcomes, _ in blocks])[:, None],
+      aux_names=aux_names, aux=aux)
+  target, first = len(obs.context), sum(sizes[:-1])
+  experiment = Experiment(
+      name=f"{obs.task}/{obs.target_name}/{obs.metric.name}", task=obs.task, split="test",
+      target_fidelity=target, context_fidelities=tuple(range(target)), metric=obs.metric.name,
+      budget=obs.budget, candidate_rows=np.arange(first, first + obs.num_candidates),
+      context_rows=np.arange(first), param_budget=obs.param_budget,
+      budget_quantile=obs.budget_quantile)
+  return table, experiment
+
+
+# The reasoning of a turn the policy did not write: a trial run and told by the researcher.
+TOLD_REASONING = "Run by the researcher."
+
+
 def load(checkpoint: str | os.PathLike) -> PolicyAgent:
   """The agent registry's factory: `agents.make("policy", checkpoint=DIR)`."""
   return PolicyAgent.from_checkpoint(checkpoint)
@@ -103,11 +146,11 @@ class PolicyAgent:
     self.graphdef, self.params, self.model_config = graphdef, params, model_config
     self.tokenizer = tokenizer
     self.settings = settings
-    self._rollout = rollout_lib.jit_rollout(
-        graphdef, model_config,
-        rollout_lib.RolloutConfig(settings.turn_tokens, settings.temperature,
-                                  think_tokens=settings.think_tokens),
-        rollout_lib.stop_token(tokenizer))
+    self._rollout_config = rollout_lib.RolloutConfig(
+        settings.turn_tokens, settings.temperature, think_tokens=settings.think_tokens)
+    self._rollout = rollout_lib.jit_rollout(graphdef, model_config, self._rollout_config,
+                                            rollout_lib.stop_token(tokenizer))
+    self._sampler = sampler_lib.Sampler(graphdef, model_config, tokenizer.pad_id)
 
   @classmethod
   def from_checkpoint(cls, checkpoint: str | os.PathLike) -> PolicyAgent:
@@ -155,3 +198,45 @@ class PolicyAgent:
       for row, (i, s) in enumerate(chunk):
         out[(experiments[i].name, s)] = played.history[row, :budget]
     return out
+
+  def propose(self, obs: base.Observation, history: Sequence[base.Trial],
+              rng: np.random.Generator) -> base.Proposal:
+    """The next trial, on the host: the policy reads its prompt and every trial so far as a
+    turn (reasoning TOLD_REASONING, the action, the environment's feedback) and writes one
+    grammar-constrained turn, sampled as in `play`.
+
+    Returns:
+      The configuration its action names (natural units; the caller matches it to the
+      nearest candidate not run yet, as the environments do) and the turn's text.
+    Raises:
+      ValueError: the budget is spent, or the turn ran out of tokens before its action
+        (settings.turn_tokens too short for this task's action).
+    """
+    if len(history) >= obs.budget:
+      raise ValueError(f"all {obs.budget} trials of the budget are told; nothing to propose")
+    table, experiment = observation_problem(obs)
+    shown = prompt_experiment(experiment, table, self.settings)
+    names, sign = table.param_names, obs.metric.sign()
+    turns, best = "", None
+    for k, trial in enumerate(history):
+      best = trial.outcome if best is None or sign * trial.outcome < sign * best else best
+      turns += (protocol.render_turn(TOLD_REASONING, names, trial.config) +
+                protocol.render_feedback(obs.metric.name, trial.outcome, best,
+                                         obs.budget - k - 1))
+    token_tables = grammar.TokenTables.build(self.tokenizer)
+    tokens = self.prompt_tokens({table.name: table}, [shown])[0] + token_tables.encode(turns)
+    action_grammar = grammar.build_grammar(token_tables, [names])
+    out = self._sampler(
+        self.params, [tokens], self._rollout_config.sampling(),
+        key=jax.random.key(int(rng.integers(2**31))),
+        stop_ids=[rollout_lib.stop_token(self.tokenizer)],
+        grammar=rollout_lib.sampler_grammar(action_grammar,
+                                            token_tables.marker_ids[protocol.EXECUTE]),
+        grammar_state=jnp.asarray(action_grammar.free_state[:1]))
+    turn = self.tokenizer.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist())
+    numbers = protocol.parse_action(turn, names)
+    if numbers is None:
+      raise ValueError(f"the policy's turn ended without an action ({turn!r}); its "
+                       f"turn_tokens={self.settings.turn_tokens} may be too short for task "
+                       f"{obs.task}'s action")
+    return base.Proposal(np.array([float(x) for x in numbers]), turn)

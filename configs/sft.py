@@ -40,6 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"  # compute dtype ("bfloat16" on accelerators)
   c.model.param_dtype = "float32"  # master weights (what the optimizer updates)
   c.model.remat = False
+  # Training and scoring passes: "auto" is cuDNN's fused attention on GPUs (bf16), the einsum
+  # attention elsewhere; "einsum" forces the portable one (e.g. on ROCm).
+  c.model.attention = "auto"
   c.model.max_seq_len = 2048
 
   c.policy = ml_collections.ConfigDict()

@@ -115,8 +115,10 @@ class LargeConfigCompileTest(absltest.TestCase):
     mesh = sharding.make_mesh(config.mesh.fsdp, config.mesh.tensor)
     self.assertEqual(dict(mesh.shape), {"fsdp": 4, "tensor": 2})
     model = pipeline.policy_model_config(config, 151_936)
-    self.assertEqual((model.dtype, model.param_dtype, model.remat),
-                     ("bfloat16", "float32", True))
+    self.assertEqual((model.dtype, model.param_dtype, model.remat, model.attention),
+                     ("bfloat16", "float32", True, "auto"))
+    config.model.attention = "einsum"  # the config's switch reaches the model
+    self.assertEqual(pipeline.policy_model_config(config, 151_936).attention, "einsum")
     graphdef, abstract = transformer.abstract_model(model)
     shardings = sharding.param_shardings(abstract, mesh)
     params = jax.tree_util.tree_map(

@@ -21,10 +21,13 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
 ]
 
+# Extra names as pip >= 23.3 normalizes them (PEP 685): an older pip, such as the one a Python
+# 3.11 venv starts with, matches a requested extra against the metadata's normalized name only
+# when both are spelled alike, and would skip "model_import" without an error.
 EXTRAS_REQUIRE = {
     "tests": ["pytest>=8"],
     "baselines": ["optuna>=3.6"],
-    "model_import": ["gguf>=0.10", "tokenizers>=0.19", "safetensors>=0.4"],
+    "model-import": ["gguf>=0.10", "tokenizers>=0.19", "safetensors>=0.4"],
 }
 EXTRAS_REQUIRE["all"] = sorted({r for reqs in EXTRAS_REQUIRE.values() for r in reqs})
 

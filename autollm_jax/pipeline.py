@@ -164,7 +164,7 @@ def pretrained_backbone(config: ml_collections.ConfigDict) -> gguf_import.Pretra
   checkpoint = config.model.checkpoint
   if not checkpoint:
     return None
-  # Imported here: it needs the model_import extra (gguf, tokenizers).
+  # Imported here: it needs the model-import extra (gguf, tokenizers).
   from autollm_jax.model import gguf_import  # pylint: disable=import-outside-toplevel
   if checkpoint != "gguf":
     raise ValueError(f"config.model.checkpoint={checkpoint!r}: the pipeline trains from scratch "

@@ -74,7 +74,7 @@ def tokenizer_from_blob(blob: bytes) -> Tokenizer:
     return protocol_tokenizer.ProtocolTokenizer(
         tokenizer_from_blob(base64.b64decode(data["base"])), data["marker_ids"])
   if kind == "byte_bpe":
-    # Imported here: it needs the model_import extra (the `tokenizers` package).
+    # Imported here: it needs the model-import extra (the `tokenizers` package).
     from autollm_jax.model import tokenizers  # pylint: disable=import-outside-toplevel
     return tokenizers.ByteBPETokenizer(data["tokenizer_json"], data["bos_id"], data["eos_id"],
                                        data["pad_id"])

@@ -40,7 +40,7 @@ def main(argv):
   batch, prompt_len, steps = _BATCH.value, _PROMPT_LEN.value, _MAX_NEW.value
   print(memory.estimate(config, batch, prompt_len + steps).summary(), flush=True)
   if _PRETRAINED.value:
-    # Imported here: it needs the model_import extra (gguf), which a bare GPU image lacks.
+    # Imported here: it needs the model-import extra (gguf), which a bare GPU image lacks.
     from autollm_jax.model import gguf_import  # pylint: disable=import-outside-toplevel
     params = gguf_import.load_pretrained(_MODEL.value, **overrides).params
   else:

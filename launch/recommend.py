@@ -59,7 +59,7 @@ def main(argv):
     trials = session.history(state, obs)
   except (session.SessionError, data.GymDataError, KeyError) as e:
     sys.exit(f"error: {e}")
-  if STATE.value:
+  if STATE.value:  # the tells are kept even if the proposal below fails
     session.save_state(STATE.value, state)
   print(f"task {obs.task}, target {obs.target_name}, metric {obs.metric.name} "
         f"({obs.metric.direction}), {obs.num_candidates} candidates, "
@@ -69,10 +69,14 @@ def main(argv):
   if CHECKPOINT.value:
     try:
       agent = policy.PolicyAgent.from_checkpoint(CHECKPOINT.value)
-      proposal = agent.propose(obs, trials, np.random.default_rng(SEED.value))
+      proposal = agent.propose(obs, trials, np.random.default_rng(SEED.value),
+                               session.told_turns(state))
     except (checkpoint_lib.CheckpointError, ValueError) as e:
       sys.exit(f"error: {e}")
     best = obs.match(proposal.config, exclude=[t.candidate for t in trials])
+    if STATE.value:
+      session.save_state(STATE.value, session.with_proposal(state, obs, best,
+                                                            proposal.reasoning))
     print(f"\npolicy ({CHECKPOINT.value}) wrote: {proposal.reasoning}\n")
     print(f"next run: {session.config_text(obs, obs.candidates[best])}")
   else:

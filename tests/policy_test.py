@@ -5,15 +5,18 @@ directory."""
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 from flax import nnx
 
 from autollm_jax import agents
 from autollm_jax import checkpoint
+from autollm_jax import env as env_lib
 from autollm_jax import evaluation
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import protocol
+from autollm_jax import rollout as rollout_lib
 from autollm_jax import sp_tokenizer
 from autollm_jax.agents import base
 from autollm_jax.agents import policy
@@ -81,6 +84,26 @@ class PolicyAgentTest(absltest.TestCase):
       proposal = greedy.propose(obs, [], rng)
       self.assertIn(protocol.EXECUTE, proposal.reasoning)
       self.assertEqual(obs.match(proposal.config), played[(e.name, 0)][0])
+
+  def test_propose_with_its_own_first_turn_is_the_device_episode_s_second_trial(self):
+    greedy = policy.PolicyAgent(self.agent.graphdef, self.params, self.config, self.tok,
+                                dataclasses.replace(SETTINGS, temperature=0.0))
+    e = dataclasses.replace(self.test[0], budget=3)
+    table = self.tables[e.task]
+    shown = policy.prompt_experiment(e, table, SETTINGS)
+    env_params = jax.device_put(env_lib.build_env_params(self.tables, [shown], self.tok))
+    prompt = greedy.prompt_tokens(self.tables, [shown])[0]
+    tokens, mask = rollout_lib.prompt_batch([prompt], self.tok.pad_id)
+    played = jax.device_get(greedy._rollout(self.params, env_params, jnp.zeros(1, jnp.int32),
+                                            tokens, mask, jax.random.key(0)))
+    first_turn = self.tok.decode(
+        played.tokens[0, len(prompt):len(prompt) + played.turn_lengths[0, 0]].tolist())
+    obs = base.Observation.from_experiment(e, table)
+    c1 = int(played.history[0, 0])
+    outcome = float(table.outcomes[e.candidate_rows[c1], table.metric_column(e.metric)])
+    told = [base.Trial(c1, obs.candidates[c1], outcome, obs.metric.sign() * outcome)]
+    proposal = greedy.propose(obs, told, np.random.default_rng(0), [first_turn])
+    self.assertEqual(obs.match(proposal.config, exclude=[c1]), played.history[0, 1])
 
   def test_propose_reads_the_told_trials_and_stops_at_the_budget(self):
     e = self.test[0]

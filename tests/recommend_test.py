@@ -83,10 +83,15 @@ class RecommendTest(parameterized.TestCase):
     wrote = first.stdout.split(f"policy ({directory}) wrote: ")[1]
     self.assertIn(protocol.EXECUTE, wrote)  # the grammar forces an action into the turn
     proposal = first.stdout.split("next run: ")[1].split()[0]
-    # A grid configuration, which the session accepts as a tell; the next one is another.
+    self.assertEqual(json.loads(self.state.read_text())["proposal"]["turn"],
+                     wrote.split("\n")[0])
+    # A grid configuration, which the session accepts as a tell; the next one is another,
+    # and the policy's turn is kept with the result.
     told = self._run(f"--checkpoint={directory}", f"--tell={proposal}=2.5")
     self.assertEqual(told.returncode, 0, told.stderr)
     self.assertIn(f"told: {proposal} -> 2.5", told.stdout)
+    self.assertEqual(json.loads(self.state.read_text())["trials"][0]["turn"],
+                     wrote.split("\n")[0])
     self.assertNotEqual(told.stdout.split("next run: ")[1].split()[0], proposal)
     missing = self._run(f"--checkpoint={self.dir / 'nowhere'}")
     self.assertNotEqual(missing.returncode, 0)
@@ -137,6 +142,17 @@ class RecommendTest(parameterized.TestCase):
     trials = session.history(new, self.obs)
     self.assertEqual(trials[0].candidate, 7)
     self.assertEqual(trials[0].outcome, 2.25)
+
+  def test_a_told_proposal_keeps_the_policy_s_turn(self):
+    state = session.with_proposal(session.new_state(self.obs), self.obs, 7, "<think> a </think>")
+    other = session.config_text(self.obs, self.obs.candidates[3])
+    proposed = session.config_text(self.obs, self.obs.candidates[7])
+    state = session.tell(state, self.obs, [f"{other}=2.5"])
+    self.assertEqual(session.told_turns(state), [None])
+    self.assertIn("proposal", state)  # still waiting for its result
+    state = session.tell(state, self.obs, [f"{proposed}=2.4"])
+    self.assertEqual(session.told_turns(state), [None, "<think> a </think>"])
+    self.assertNotIn("proposal", state)
 
   def test_state_of_another_target_is_refused(self):
     session.save_state(self.state, session.new_state(self.obs))

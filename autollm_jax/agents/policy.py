@@ -200,10 +200,11 @@ class PolicyAgent:
     return out
 
   def propose(self, obs: base.Observation, history: Sequence[base.Trial],
-              rng: np.random.Generator) -> base.Proposal:
+              rng: np.random.Generator, turns: Sequence[str | None] = ()) -> base.Proposal:
     """The next trial, on the host: the policy reads its prompt and every trial so far as a
-    turn (reasoning TOLD_REASONING, the action, the environment's feedback) and writes one
-    grammar-constrained turn, sampled as in `play`.
+    turn, then the environment's feedback, and writes one grammar-constrained turn, sampled
+    as in `play`. A trial's turn is `turns[k]` where given (the policy's own turn that
+    proposed it, as in a device episode), else the action with reasoning TOLD_REASONING.
 
     Returns:
       The configuration its action names (natural units; the caller matches it to the
@@ -217,14 +218,16 @@ class PolicyAgent:
     table, experiment = observation_problem(obs)
     shown = prompt_experiment(experiment, table, self.settings)
     names, sign = table.param_names, obs.metric.sign()
-    turns, best = "", None
-    for k, trial in enumerate(history):
+    own = list(turns) + [None] * (len(history) - len(turns))
+    context, best = "", None
+    for k, (trial, turn) in enumerate(zip(history, own)):
       best = trial.outcome if best is None or sign * trial.outcome < sign * best else best
-      turns += (protocol.render_turn(TOLD_REASONING, names, trial.config) +
-                protocol.render_feedback(obs.metric.name, trial.outcome, best,
-                                         obs.budget - k - 1))
+      context += ((turn if turn is not None else
+                   protocol.render_turn(TOLD_REASONING, names, trial.config)) +
+                  protocol.render_feedback(obs.metric.name, trial.outcome, best,
+                                           obs.budget - k - 1))
     token_tables = grammar.TokenTables.build(self.tokenizer)
-    tokens = self.prompt_tokens({table.name: table}, [shown])[0] + token_tables.encode(turns)
+    tokens = self.prompt_tokens({table.name: table}, [shown])[0] + token_tables.encode(context)
     action_grammar = grammar.build_grammar(token_tables, [names])
     out = self._sampler(
         self.params, [tokens], self._rollout_config.sampling(),

@@ -1,6 +1,10 @@
 """An ask/tell session for a researcher's expensive run: the target from a TaskTable of cheap
 runs, a candidate grid, and a JSON state file of the expensive results told so far.
 
+With a trained policy the state also keeps its last proposal (the grid configuration and the
+policy's turn); a tell of that configuration keeps the turn with the result, so that the
+policy's next call reads its own earlier turns, as in a device episode.
+
 The state file is written atomically (a temporary file renamed over it), and only after every
 tell of a call has been checked, so a bad call leaves it as it was.
 """
@@ -204,11 +208,36 @@ def history(state: dict, obs: base.Observation) -> list[base.Trial]:
 def tell(state: dict, obs: base.Observation, texts: Sequence[str]) -> dict:
   """A new state with the told results added (the given state is left unchanged)."""
   trials = list(state["trials"])
+  proposal = state.get("proposal")
   for text in texts:
     i, outcome = parse_tell(text, obs)
-    trials.append({"config": {p.name: float(v) for p, v in zip(obs.params, obs.candidates[i])},
-                   "outcome": outcome})
-  return {**state, "trials": trials}
+    trial = {"config": {p.name: float(v) for p, v in zip(obs.params, obs.candidates[i])},
+             "outcome": outcome}
+    if proposal is not None and _proposed(obs, proposal) == i:
+      trial["turn"], proposal = proposal["turn"], None
+    trials.append(trial)
+  new = {k: v for k, v in state.items() if k != "proposal"}
+  return {**new, "trials": trials, **({"proposal": proposal} if proposal else {})}
+
+
+def _proposed(obs: base.Observation, proposal: dict) -> int | None:
+  """The grid candidate of a remembered proposal (None if this grid lacks it)."""
+  try:
+    return find_candidate(obs, proposal["config"])
+  except SessionError:
+    return None
+
+
+def with_proposal(state: dict, obs: base.Observation, candidate: int, turn: str) -> dict:
+  """A new state that remembers a policy's proposal: grid candidate `candidate`, written in
+  the policy's turn `turn`."""
+  config = {p.name: float(v) for p, v in zip(obs.params, obs.candidates[candidate])}
+  return {**state, "proposal": {"config": config, "turn": turn}}
+
+
+def told_turns(state: dict) -> list[str | None]:
+  """Each told trial's policy turn (None for a trial the policy did not propose)."""
+  return [t.get("turn") for t in state["trials"]]
 
 
 def save_state(path: str | os.PathLike, state: dict) -> None:

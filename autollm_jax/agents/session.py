@@ -211,8 +211,7 @@ def tell(state: dict, obs: base.Observation, texts: Sequence[str]) -> dict:
   proposal = state.get("proposal")
   for text in texts:
     i, outcome = parse_tell(text, obs)
-    trial = {"config": {p.name: float(v) for p, v in zip(obs.params, obs.candidates[i])},
-             "outcome": outcome}
+    trial = {"config": _config_dict(obs, i), "outcome": outcome}
     if proposal is not None and _proposed(obs, proposal) == i:
       trial["turn"], proposal = proposal["turn"], None
     trials.append(trial)
@@ -231,8 +230,12 @@ def _proposed(obs: base.Observation, proposal: dict) -> int | None:
 def with_proposal(state: dict, obs: base.Observation, candidate: int, turn: str) -> dict:
   """A new state that remembers a policy's proposal: grid candidate `candidate`, written in
   the policy's turn `turn`."""
-  config = {p.name: float(v) for p, v in zip(obs.params, obs.candidates[candidate])}
-  return {**state, "proposal": {"config": config, "turn": turn}}
+  return {**state, "proposal": {"config": _config_dict(obs, candidate), "turn": turn}}
+
+
+def _config_dict(obs: base.Observation, candidate: int) -> dict[str, float]:
+  """A grid candidate as the state file writes it: {parameter name: value}."""
+  return {p.name: float(v) for p, v in zip(obs.params, obs.candidates[candidate])}
 
 
 def told_turns(state: dict) -> list[str | None]:

@@ -107,7 +107,10 @@ class EnvParams:
     fb_second_len: int32[E, N + 1] the length of "{best} left=".
     fb_tail_len: int32[] the length of " </obs>\\n".
     pad_id: int32[] the padding token of feedback blocks.
-    grammar: the action grammar of the experiments' tasks.
+    grammar: the action grammar of the experiments' tasks, each value one of its task's
+      candidate values (`protocol.param_values`).
+    grammar_live: bool[E, S] the grammar states each experiment's actions may enter
+      (`grammar.live_states`: its own candidates' values).
     actions: static, each task's `ActionLayout` (task t is index t of `task` and `act_forced`).
     categorical: static, the parameter slots that are categorical in some experiment.
     max_budget: static, the largest budget (T, the length of EnvState.history).
@@ -137,6 +140,7 @@ class EnvParams:
   fb_tail_len: Int[Array, ""]
   pad_id: Int[Array, ""]
   grammar: grammar_lib.Grammar
+  grammar_live: Bool[Array, "E S"]
   actions: tuple[ActionLayout, ...] = struct.field(pytree_node=False, default=())
   categorical: tuple[int, ...] = struct.field(pytree_node=False, default=())
   max_budget: int = struct.field(pytree_node=False, default=protocol.MAX_BUDGET)
@@ -286,7 +290,15 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
     transform_pad[i, :, :t.shape[1]] = t
   # Each experiment's rows 0..n-1 are its candidates' outcomes (then empty ones), row n `none`.
   outcomes = [vs[:-1] + [[]] * (n + 1 - len(vs)) + vs[-1:] for vs in value_tokens]
-  gram = grammar_lib.build_grammar(tt, [by_name[name].param_names for name in task_names])
+  values = [protocol.param_values(by_name[e.task].configs[np.asarray(e.candidate_rows)])
+            for e in experiments]
+  task_of = [task_names.index(e.task) for e in experiments]
+  task_values = [[sorted(set().union(*(values[i][j] for i in range(len(experiments))
+                                       if task_of[i] == t)))
+                  for j in range(len(by_name[name].param_names))]
+                 for t, name in enumerate(task_names)]
+  gram = grammar_lib.build_grammar(tt, [by_name[name].param_names for name in task_names],
+                                   task_values)
   forced = [_checked_template(t, tt) for t in templates]
   return EnvParams(
       cand_features=_pad([f.T for f in feats], (p, n), 0.0, np.float32),
@@ -299,7 +311,7 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
       y_worst=np.array([v[1] for v in norms], np.float32),
       y_median=np.array([v[2] for v in norms], np.float32),
       budget=np.array([e.budget for e in experiments], np.int32),
-      task=np.array([task_names.index(e.task) for e in experiments], np.int32),
+      task=np.array(task_of, np.int32),
       act_forced=_pad(forced, (max(len(f) for f in forced),), -1, np.int32),
       char_code=tt.char_code,
       digit_ids=tt.char_ids[:10],
@@ -307,6 +319,8 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
       **_feedback_tables(heads, outcomes, tt),
       pad_id=np.int32(tt.tokenizer.pad_id),
       grammar=gram,
+      grammar_live=np.stack([grammar_lib.live_states(gram, tt, t, v)
+                             for t, v in zip(task_of, values)]),
       actions=tuple(ActionLayout(len(t), tuple(t.number_start.tolist())) for t in templates),
       categorical=tuple(int(j) for j in np.flatnonzero(transform_pad[:, 1].max(axis=0) > 0)),
       max_budget=max(e.budget for e in experiments), reward_mode=reward_mode,

@@ -16,8 +16,13 @@ names), all in two dense tables so a sampler can carry an int state through its 
   allowed:    bool[S, V]   the tokens allowed in a state.
 A task's machine starts in its free state (reasoning: anything but the environment's and the
 prompt's markers and end/padding tokens); the `<execute>` token moves it into the action,
-where parameter names are forced and values constrained to the PARAM format; after the
+where parameter names are forced and each value is either any number in the PARAM format or,
+where the task's values are given, one of them (a trie over their characters); after the
 closing marker it is done (only end-of-sequence allowed). Every completed action parses.
+
+Values of several experiments of a task share the task's trie; `live_states` marks the trie
+states one experiment's values pass through, so that a sampler masking the others (a token is
+allowed when the state it leads to is live) writes only that experiment's values.
 """
 
 from __future__ import annotations
@@ -179,53 +184,134 @@ class Grammar:
     next_state: int32[S, V] the state after each token.
     allowed: bool[S, V] the tokens allowed in each state.
     is_done: bool[S] whether the action is complete in a state.
+    in_value: bool[S] the states inside a value trie (after a value's first character).
     free_state: int32[T] each task's start state (free reasoning).
     action_state: int32[T] each task's state just after `<execute>`.
+    value_start: int32[T, P] the state where each parameter's value begins (-1: no such
+      parameter).
   """
 
   next_state: Int[Array, "S V"]
   allowed: Bool[Array, "S V"]
   is_done: Bool[Array, " S"]
+  in_value: Bool[Array, " S"]
   free_state: Int[Array, " T"]
   action_state: Int[Array, " T"]
+  value_start: Int[Array, "T P"]
 
 
-def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]]) -> Grammar:
+class _Machine:
+  """States as edge maps (token -> next state), made into the dense tables at the end."""
+
+  def __init__(self):
+    self.edges: list[dict[int, int]] = []
+    self.in_value: list[bool] = []
+
+  def new(self, in_value: bool = False) -> int:
+    self.edges.append({})
+    self.in_value.append(in_value)
+    return len(self.edges) - 1
+
+  def literal(self, starts: Sequence[int], tokens: Sequence[int]) -> int:
+    """Forced tokens from any of `starts`; returns the state after them."""
+    for token in tokens:
+      after = self.new()
+      for s in starts:
+        self.edges[s][token] = after
+      starts = [after]
+    return starts[0]
+
+  def number(self, start: int, tables: TokenTables, values: Sequence[str] | None) -> list[int]:
+    """A PARAM number from `start`: one of `values` (a trie whose leaves stay apart so that a
+    value's last character can be masked), or any number (a chain of character classes).
+    Returns the states after the number."""
+    if values is None:
+      state = start
+      for char_class in NUMBER_CLASSES:
+        after = self.new()
+        for token in tables.char_ids[CHAR_CLASS == char_class]:
+          self.edges[state][int(token)] = after
+        state = after
+      return [state]
+    nodes = {"": start}
+    for value in sorted(set(values)):
+      if not re.fullmatch(protocol.PARAM_RE, value):
+        raise ValueError(f"grammar value {value!r} is not in the PARAM format d.dde[+-]dd")
+      for i in range(1, len(value) + 1):
+        if value[:i] not in nodes:
+          nodes[value[:i]] = self.new(in_value=True)
+          self.edges[nodes[value[:i - 1]]][tables.number(value[i - 1])[0]] = nodes[value[:i]]
+    return [nodes[v] for v in sorted(set(values))]
+
+
+def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]],
+                  values: Sequence[Sequence[Sequence[str]] | None] | None = None) -> Grammar:
   """The grammar of every task (NumPy arrays; `jax.device_put` it for the device).
 
   Args:
     tables: the tokenizer's tables.
     tasks: for each task, its parameter names in order.
+    values: optional, for each task (None: any numbers) the PARAM strings each parameter may
+      take, in the order of its names (e.g. the values of its candidates).
   """
   v = tables.vocab_size
-  class_mask = np.stack([np.isin(np.arange(v), tables.char_ids[CHAR_CLASS == c])
-                         for c in (DIGIT, POINT, EXP, SIGN)])
-  free_allowed = np.ones(v, bool)
   tok = tables.tokenizer
+  free_allowed = np.ones(v, bool)
   free_allowed[[tables.marker_ids[m] for m in _FREE_FORBIDDEN]] = False
   free_allowed[[i for i in (tok.eos_id, tok.pad_id, tok.bos_id) if 0 <= i < v]] = False
-  next_rows, allowed_rows, done, free_states, action_states = [], [], [], [], []
-  for names in tasks:
-    template = ActionTemplate.build(tables, names)
-    free = len(next_rows)
-    first, done_state = free + 1, free + 1 + len(template)
-    free_next = np.full(v, free, np.int32)
-    free_next[tables.marker_ids[protocol.EXECUTE]] = first
-    next_rows.append(free_next)
-    allowed_rows.append(free_allowed)
-    for j in range(len(template)):
-      state = first + j
-      ok = (np.arange(v) == template.forced[j] if template.forced[j] >= 0 else
-            class_mask[template.char_class[j]])
-      next_rows.append(np.where(ok, state + 1, state).astype(np.int32))
-      allowed_rows.append(ok)
-    next_rows.append(np.full(v, done_state, np.int32))
-    allowed_rows.append(np.arange(v) == tok.eos_id)
-    done += [False] * (len(template) + 1) + [True]
-    free_states.append(free)
-    action_states.append(first)
-  return Grammar(np.stack(next_rows), np.stack(allowed_rows), np.array(done),
-                 np.array(free_states, np.int32), np.array(action_states, np.int32))
+  machine = _Machine()
+  free_states, action_states, done_states, value_starts = [], [], [], []
+  for t, names in enumerate(tasks):
+    task_values = values[t] if values is not None and values[t] is not None else [None] * len(
+        names)
+    if len(task_values) != len(names):
+      raise ValueError(f"grammar values of task {t} have {len(task_values)} parameters, its "
+                       f"names {len(names)}")
+    parts = [tables.template_literal(p) for p in protocol.action_parts(names)]
+    free_states.append(machine.new())
+    action_states.append(machine.new())
+    ends, starts = [action_states[-1]], []
+    for part, param_values in zip(parts, task_values):
+      starts.append(machine.literal(ends, part[1:] if not starts else part))
+      ends = machine.number(starts[-1], tables, param_values)
+    done_states.append(machine.literal(ends, parts[-1]))
+    value_starts.append(starts)
+  next_state = np.tile(np.arange(len(machine.edges), dtype=np.int32)[:, None], (1, v))
+  allowed = np.zeros((len(machine.edges), v), bool)
+  for s, edges in enumerate(machine.edges):
+    next_state[s, list(edges)] = list(edges.values())
+    allowed[s, list(edges)] = True
+  for free, action in zip(free_states, action_states):
+    allowed[free] = free_allowed
+    next_state[free, tables.marker_ids[protocol.EXECUTE]] = action
+  allowed[done_states] = np.arange(v) == tok.eos_id
+  is_done = np.zeros(len(machine.edges), bool)
+  is_done[done_states] = True
+  width = max(len(s) for s in value_starts)
+  return Grammar(next_state, allowed, is_done, np.array(machine.in_value),
+                 np.array(free_states, np.int32), np.array(action_states, np.int32),
+                 np.array([s + [-1] * (width - len(s)) for s in value_starts], np.int32))
+
+
+def live_states(grammar: Grammar, tables: TokenTables, task: int,
+                values: Sequence[Sequence[str]]) -> np.ndarray:
+  """bool[S] the states a sequence of one experiment may enter: every state outside the value
+  tries, and the trie states that `values` (its PARAM strings per parameter of task `task`,
+  each among the grammar's) pass through.
+
+  Raises:
+    ValueError: a value the grammar's trie does not hold.
+  """
+  live = ~np.asarray(grammar.in_value)
+  for start, param_values in zip(np.asarray(grammar.value_start)[task], values):
+    for value in param_values:
+      state = int(start)
+      for token in tables.number(value):
+        if not grammar.allowed[state, token]:
+          raise ValueError(f"value {value!r} is not among the grammar's values of task {task}")
+        state = int(grammar.next_state[state, token])
+        live[state] = True
+  return live
 
 
 def advance(grammar: Grammar, state, token):

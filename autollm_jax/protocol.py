@@ -90,6 +90,12 @@ def format_param(x: float) -> str:
   return _scientific(float(x), 2, "parameter value")
 
 
+def param_values(configs: np.ndarray) -> list[list[str]]:
+  """The PARAM strings each parameter takes among configurations float[n, P]: P sorted lists
+  (what an action grammar may restrict each value to)."""
+  return [sorted({format_param(x) for x in column}) for column in np.asarray(configs).T]
+
+
 def format_outcome(y: float | None) -> str:
   """A metric value in the OUTCOME format `[-]d.dddde[+-]dd`, or `none` for None."""
   return NONE if y is None else _scientific(float(y), 4, "outcome")

@@ -112,9 +112,12 @@ def sampler_grammar(g: grammar_lib.Grammar, execute_id) -> sampler_lib.Grammar:
       force_id=jnp.asarray(execute_id, jnp.int32))
 
 
-def action_grammar(env_params: env_lib.EnvParams) -> sampler_lib.Grammar:
-  """The environment's action grammar for the sampler (`sampler_grammar`)."""
-  return sampler_grammar(env_params.grammar, env_params.execute_id)
+def action_grammar(env_params: env_lib.EnvParams,
+                   experiment_ids: Int[Array, " B"]) -> sampler_lib.Grammar:
+  """The environment's action grammar for the sampler (`sampler_grammar`), each row's values
+  restricted to its experiment's candidates'."""
+  return sampler_grammar(env_params.grammar, env_params.execute_id).replace(
+      live=jnp.asarray(env_params.grammar_live)[experiment_ids])
 
 
 def _write_rows(buffer: Array, chunk: Array, offset: Int[Array, " B"]) -> Array:
@@ -148,7 +151,7 @@ def rollout(graphdef: nnx.GraphDef, params: nnx.State, model_config: ModelConfig
   length = buffer_length(prompt_len, turns, n, feedback_len)
   pad_id = env_params.pad_id
   model = nnx.merge(graphdef, params)
-  grammar = action_grammar(env_params)
+  grammar = action_grammar(env_params, experiment_ids)
   check_turn_tokens(config, env_params)
   stop_ids = jnp.array([stop_id], jnp.int32)
 

@@ -95,7 +95,7 @@ def host_loop(tables, exps, tok, settings, config, graphdef, params):
   length = rollout.buffer_length(tokens.shape[1], max_budget, n, feedback_len)
   sampling = sampler_lib.SamplingParams(n, 1.0, max_free_tokens=settings.think_tokens)
   stop = jnp.array([rollout.stop_token(tok)], jnp.int32)
-  grammar_tables = rollout.action_grammar(env_params)
+  grammar_tables = rollout.action_grammar(env_params, jnp.arange(len(exps)))
   start_state = env_params.grammar.free_state[env_params.task]
   prefill = jax.jit(lambda p, t, m, c: sampler_lib.prefill(graphdef, p, t, m, c))
   decode = jax.jit(lambda p, l, pos, c, k: sampler_lib.decode(

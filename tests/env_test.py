@@ -337,9 +337,11 @@ class EnvTest(parameterized.TestCase):
     parse = jax.jit(env_lib.parse_action)
     for e in range(len(self.experiments)):
       state = int(gram.free_state[params.task[e]])
+      live = np.asarray(params.grammar_live[e])
       tokens = []
       for t in range(200):
-        allowed = np.flatnonzero(np.asarray(gram.allowed[state]))
+        allowed = np.flatnonzero(np.asarray(gram.allowed[state]) &
+                                 live[np.asarray(gram.next_state[state])])
         if t == 5 and not np.asarray(gram.is_done)[state]:
           allowed = [self.token_tables.marker_ids[protocol.EXECUTE]]  # end the reasoning
         token = int(rng.choice(allowed))
@@ -353,6 +355,12 @@ class EnvTest(parameterized.TestCase):
       ref = reference_env.ReferenceEnv(self.by_name[self.experiments[e].task],
                                        self.experiments[e])
       self.assertIsNotNone(ref.parse(self.tokenizer.decode(tokens)))
+      # Its values are among the experiment's own candidates' (grammar_live).
+      table = self.by_name[self.experiments[e].task]
+      own = protocol.param_values(table.configs[self.experiments[e].candidate_rows])
+      numbers = protocol.parse_action(self.tokenizer.decode(tokens), table.param_names)
+      for value, allowed_values in zip(numbers, own):
+        self.assertIn(value, allowed_values)
 
   def test_reset_and_grammar_start(self):
     params = self._params()

@@ -112,6 +112,50 @@ class GrammarTest(absltest.TestCase):
       self.assertEqual(self.tables.encode(action), tokens[len(tokens) -
                                                           len(self.tables.encode(action)):])
 
+  def _walk(self, g, task, rng, live=None):
+    """The text of a random walk from the task's free state (reasoning cut off after 6
+    tokens), taking only tokens that lead to live states where `live` is given."""
+    state, tokens = int(g.free_state[task]), []
+    while not grammar.is_complete(g, state):
+      allowed = g.allowed[state] & (True if live is None else live[g.next_state[state]])
+      allowed = np.flatnonzero(allowed)
+      if len(tokens) == 6 and state == g.free_state[task]:
+        allowed = [self.tables.marker_ids[protocol.EXECUTE]]
+      tokens.append(int(rng.choice(allowed)))
+      state = int(grammar.advance(g, state, tokens[-1]))
+    return self.tok.decode(tokens)
+
+  def test_values_constrain_each_parameter_to_its_strings(self):
+    values = [["1.00e-03", "1.50e-03", "2.00e-02"], ["3.20e+01", "6.40e+01"]]
+    g = grammar.build_grammar(self.tables, _TASKS[:2], [values, None])
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(80):
+      lr, bs = protocol.parse_action(self._walk(g, 0, rng), _TASKS[0])
+      self.assertIn(lr, values[0])
+      self.assertIn(bs, values[1])
+      seen.add((lr, bs))
+    self.assertLen(seen, 6)  # every combination is reachable
+    # The task without values still takes any number.
+    numbers = [protocol.parse_action(self._walk(g, 1, rng), _TASKS[1]) for _ in range(20)]
+    self.assertGreater(len({n[0] for n in numbers}), 10)
+    np.testing.assert_array_equal(g.value_start[1] >= 0, [True, True, True])
+    self.assertEqual(g.value_start[0, 2], -1)
+
+  def test_live_states_keep_one_experiments_values(self):
+    values = [["1.00e-03", "1.50e-03", "2.00e-02"], ["3.20e+01", "6.40e+01"]]
+    g = grammar.build_grammar(self.tables, _TASKS[:1], [values])
+    mine = [["1.50e-03", "2.00e-02"], ["6.40e+01"]]
+    live = grammar.live_states(g, self.tables, 0, mine)
+    self.assertTrue(live[g.free_state[0]] and live[g.action_state[0]])
+    rng = np.random.default_rng(4)
+    seen = {protocol.parse_action(self._walk(g, 0, rng, live), _TASKS[0]) for _ in range(40)}
+    self.assertEqual(seen, {("1.50e-03", "6.40e+01"), ("2.00e-02", "6.40e+01")})
+    with self.assertRaisesRegex(ValueError, "'1.20e-03' is not among the grammar's values"):
+      grammar.live_states(g, self.tables, 0, [["1.20e-03"], []])
+    with self.assertRaisesRegex(ValueError, "'0.001' is not in the PARAM format"):
+      grammar.build_grammar(self.tables, _TASKS[:1], [[["0.001"], ["3.20e+01"]]])
+
   def test_a_jitted_sampler_can_carry_the_state(self):
     g = jax.device_put(self.gram)
 

@@ -98,6 +98,23 @@ class SamplerTest(absltest.TestCase):
     self.assertIn(3, np.asarray(out.tokens))  # the sampler does visit both states
     self.assertEqual(out.grammar_state.shape, (2,))
 
+  def test_live_states_restrict_each_row(self):
+    # As above; row 0 may not enter state 1, so it writes only token 4.
+    vocab = CONFIG.vocab_size
+    allowed = np.zeros((2, vocab), bool)
+    allowed[0, [3, 4]] = True
+    allowed[1, 5] = True
+    next_state = np.zeros((2, vocab), np.int32)
+    next_state[0, 3] = 1
+    grammar = sampler_lib.Grammar(next_state=jnp.asarray(next_state),
+                                  allowed=jnp.asarray(allowed),
+                                  live=jnp.array([[True, False], [True, True]]))
+    out = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(
+        max_new_tokens=12, temperature=1.0), key=jax.random.key(5), grammar=grammar)
+    tokens = np.asarray(out.tokens)
+    self.assertIn(3, tokens[1])
+    np.testing.assert_array_equal(tokens[0], 4)
+
   def test_top_k_one_and_tiny_top_p_are_greedy(self):
     greedy = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(max_new_tokens=5))
     for sampling in (sampler_lib.SamplingParams(max_new_tokens=5, temperature=1.0, top_k=1),

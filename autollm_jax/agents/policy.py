@@ -228,7 +228,8 @@ class PolicyAgent:
                                            obs.budget - k - 1))
     token_tables = grammar.TokenTables.build(self.tokenizer)
     tokens = self.prompt_tokens({table.name: table}, [shown])[0] + token_tables.encode(context)
-    action_grammar = grammar.build_grammar(token_tables, [names])
+    action_grammar = grammar.build_grammar(token_tables, [names],
+                                           [protocol.param_values(obs.candidates)])
     out = self._sampler(
         self.params, [tokens], self._rollout_config.sampling(),
         key=jax.random.key(int(rng.integers(2**31))),

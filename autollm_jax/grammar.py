@@ -189,6 +189,7 @@ class Grammar:
     action_state: int32[T] each task's state just after `<execute>`.
     value_start: int32[T, P] the state where each parameter's value begins (-1: no such
       parameter).
+    value_tokens: int32[14] the number characters' tokens, the only ones entering a trie.
   """
 
   next_state: Int[Array, "S V"]
@@ -198,6 +199,7 @@ class Grammar:
   free_state: Int[Array, " T"]
   action_state: Int[Array, " T"]
   value_start: Int[Array, "T P"]
+  value_tokens: Int[Array, " C"]
 
 
 class _Machine:
@@ -290,7 +292,8 @@ def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]],
   width = max(len(s) for s in value_starts)
   return Grammar(next_state, allowed, is_done, np.array(machine.in_value),
                  np.array(free_states, np.int32), np.array(action_states, np.int32),
-                 np.array([s + [-1] * (width - len(s)) for s in value_starts], np.int32))
+                 np.array([s + [-1] * (width - len(s)) for s in value_starts], np.int32),
+                 tables.char_ids)
 
 
 def live_states(grammar: Grammar, tables: TokenTables, task: int,

@@ -117,7 +117,8 @@ def action_grammar(env_params: env_lib.EnvParams,
   """The environment's action grammar for the sampler (`sampler_grammar`), each row's values
   restricted to its experiment's candidates'."""
   return sampler_grammar(env_params.grammar, env_params.execute_id).replace(
-      live=jnp.asarray(env_params.grammar_live)[experiment_ids])
+      live=jnp.asarray(env_params.grammar_live)[experiment_ids],
+      live_tokens=jnp.asarray(env_params.grammar.value_tokens))
 
 
 def _write_rows(buffer: Array, chunk: Array, offset: Int[Array, " B"]) -> Array:

@@ -59,14 +59,18 @@ class Grammar:
     is_free: optional [S] bool, the free-text states counted against
       SamplingParams.max_free_tokens.
     force_id: optional [] int32, the token emitted once a sequence's free text is used up.
-    live: optional [B, S] bool, the states each sequence may enter: a token is allowed only
-      where it leads to a live state (e.g. one experiment's values among its task's).
+    live: optional [B, S] bool, the states each sequence may enter: a token of `live_tokens`
+      is allowed only where it leads to a live state (e.g. one experiment's values among its
+      task's).
+    live_tokens: [K] int32, the only tokens that may lead to states that are not always live
+      (needed with `live`; checking K columns, not the vocabulary, keeps it cheap).
   """
   next_state: Int[Array, "S V"]
   allowed: Bool[Array, "S V"]
   is_free: Bool[Array, "S"] | None = None
   force_id: Int[Array, ""] | None = None
   live: Bool[Array, "B S"] | None = None
+  live_tokens: Int[Array, " K"] | None = None
 
 
 @flax.struct.dataclass
@@ -181,8 +185,10 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
     if grammar is not None:
       allowed = grammar.allowed[state.grammar_state]
       if grammar.live is not None:
-        allowed &= jnp.take_along_axis(grammar.live, grammar.next_state[state.grammar_state],
-                                       axis=1)
+        cols = grammar.live_tokens
+        after = grammar.next_state[state.grammar_state[:, None], cols[None, :]]
+        allowed = allowed.at[:, cols].set(
+            allowed[:, cols] & jnp.take_along_axis(grammar.live, after, axis=1))
       if limit_free:
         in_free = grammar.is_free[state.grammar_state]
         used_up = in_free & (free_tokens >= sampling.max_free_tokens)

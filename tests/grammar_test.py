@@ -140,6 +140,10 @@ class GrammarTest(absltest.TestCase):
     numbers = [protocol.parse_action(self._walk(g, 1, rng), _TASKS[1]) for _ in range(20)]
     self.assertGreater(len({n[0] for n in numbers}), 10)
     np.testing.assert_array_equal(g.value_start[1] >= 0, [True, True, True])
+    # Only the number characters enter a trie (what lets a sampler check `live` on them only).
+    enters = g.allowed & g.in_value[g.next_state]
+    self.assertTrue(enters.any())
+    self.assertTrue(np.isin(np.nonzero(enters)[1], g.value_tokens).all())
     self.assertEqual(g.value_start[0, 2], -1)
 
   def test_live_states_keep_one_experiments_values(self):

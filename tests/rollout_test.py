@@ -1,9 +1,12 @@
 """Tests for the on-device multi-turn rollout: it agrees with the host reference environment
 and with a full forward pass over its own buffers."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from absl.testing import absltest
 from flax import nnx
 
@@ -27,8 +30,9 @@ class RolloutTest(absltest.TestCase):
     table = synthetic_table(num_fidelities=3)
     cls.tables = {table.name: table}
     exps = experiments_lib.curate([table], seed=0)
+    # The crop has fewer values of its cropped parameter than the task.
     cls.experiments = [e for e in exps if e.split == "test"][:1] + [
-        e for e in exps if e.split == "train"][:2]
+        e for e in exps if e.split == "train"][:1] + [e for e in exps if "crop" in e.name][:1]
     prompts = [protocol.render_prompt(table, e, 3) for e in cls.experiments]
     turn = protocol.render_turn("the lr moved", table.param_names, [1e-3, 256.0])
     fb = protocol.render_feedback("loss", 2.5, 2.5, 2)
@@ -101,6 +105,18 @@ class RolloutTest(absltest.TestCase):
     self.assertTrue(np.all(r.history[within] >= 0), r.history)
     self.assertTrue(np.all(r.history[~within] == -1))
     self.assertTrue(np.all(r.turn_lengths[within] <= 60))
+    # Each value is one of its own experiment's candidates' (fewer than the task's values).
+    table = self.tables[self.experiments[0].task]
+    own = [protocol.param_values(table.configs[e.candidate_rows]) for e in self.experiments]
+    union = [set().union(*values) for values in zip(*own)]
+    self.assertTrue(any(set(v) < u for values in own for v, u in zip(values, union)))
+    for row, e in enumerate(self.ids):
+      text = self.tok.decode(r.tokens[row][r.input_mask[row]].tolist())
+      actions = re.findall(r"<execute>.*? </execute>", text)
+      self.assertLen(actions, budgets[row])
+      for action in actions:
+        for value, allowed in zip(protocol.parse_action(action, table.param_names), own[e]):
+          self.assertIn(value, allowed)
 
   def test_turn_too_short_for_the_action_is_an_error(self):
     tokens, mask = rollout.prompt_batch(self.prompts[:1], self.tok.pad_id)

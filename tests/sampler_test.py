@@ -108,7 +108,8 @@ class SamplerTest(absltest.TestCase):
     next_state[0, 3] = 1
     grammar = sampler_lib.Grammar(next_state=jnp.asarray(next_state),
                                   allowed=jnp.asarray(allowed),
-                                  live=jnp.array([[True, False], [True, True]]))
+                                  live=jnp.array([[True, False], [True, True]]),
+                                  live_tokens=jnp.array([3]))
     out = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(
         max_new_tokens=12, temperature=1.0), key=jax.random.key(5), grammar=grammar)
     tokens = np.asarray(out.tokens)

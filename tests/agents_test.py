@@ -86,6 +86,11 @@ class AgentsTest(parameterized.TestCase):
                                             f"{predicted.group(1)})."),
                     full.reasoning)
     self.assertLess(len(brief.reasoning), len(full.reasoning) / 3)
+    silent = teacher_lib.Teacher("none").propose(self.obs, [], np.random.default_rng(0))
+    np.testing.assert_array_equal(silent.config, full.config)
+    self.assertEqual(silent.reasoning, "")
+    with self.assertRaisesRegex(ValueError, "use 'full', 'brief' or 'none'"):
+      teacher_lib.Teacher("short")
 
   def test_trend_fit_recovers_a_line(self):
     x = np.array([[-2.0], [-1.0], [-0.5]])

@@ -132,10 +132,11 @@ class Teacher(base.Agent):
     """Args:
       reasoning: "full" writes the cross-fidelity analysis with its numbers (first turn) and
         the refinement (later turns); "brief" writes only the predicted outcome of its
-        choice, for policies that must reason in few tokens.
+        choice, for policies that must reason in few tokens; "none" writes no reasoning
+        (the action alone, an ablation of the reasoning).
     """
-    if reasoning not in ("full", "brief"):
-      raise ValueError(f"reasoning={reasoning!r}: use 'full' or 'brief'")
+    if reasoning not in ("full", "brief", "none"):
+      raise ValueError(f"reasoning={reasoning!r}: use 'full', 'brief' or 'none'")
     self.reasoning = reasoning
     self._priors: dict[bytes, Prior] = {}
     self._cheap_gps: dict[bytes, gp_model.GP] = {}
@@ -271,6 +272,8 @@ class Teacher(base.Agent):
     # In the protocol's fixed outcome format, as the feedback writes outcomes: a number of
     # varying length is where a small policy, writing freely, loses track of the turn.
     prediction = f"{obs.metric.name}={protocol.format_outcome(predicted[0])}"
+    if self.reasoning == "none":
+      return base.Proposal(obs.candidates[order[0]], "")
     if self.reasoning == "brief":
       # The action that follows names the configuration: restating it would only lengthen
       # the turn (and ask a small policy to convert between number formats).

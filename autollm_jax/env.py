@@ -236,7 +236,8 @@ def _feedback_tables(heads: Sequence[list[int]], outcomes: Sequence[Sequence[lis
 def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
                      experiments: Sequence[Experiment],
                      tokenizer: Tokenizer | grammar_lib.TokenTables, *,
-                     reward_mode: str = "terminal", regret_kind: str = "strict") -> EnvParams:
+                     reward_mode: str = "terminal", regret_kind: str = "strict",
+                     candidate_values: bool = True) -> EnvParams:
   """EnvParams for `experiments` (host, once).
 
   Args:
@@ -245,6 +246,8 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
     tokenizer: any Tokenizer (or its already-built TokenTables).
     reward_mode: "terminal" or "shaped" (module docstring).
     regret_kind: "strict" or "normalized".
+    candidate_values: each value of an action one of its experiment's candidates' (False: any
+      number in the PARAM format; `policy.PolicySettings.candidate_values`).
   Returns:
     EnvParams with NumPy leaves; `jax.device_put` it (or pass it to a jitted function).
   """
@@ -290,13 +293,15 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
     transform_pad[i, :, :t.shape[1]] = t
   # Each experiment's rows 0..n-1 are its candidates' outcomes (then empty ones), row n `none`.
   outcomes = [vs[:-1] + [[]] * (n + 1 - len(vs)) + vs[-1:] for vs in value_tokens]
-  values = [protocol.param_values(by_name[e.task].configs[np.asarray(e.candidate_rows)])
-            for e in experiments]
   task_of = [task_names.index(e.task) for e in experiments]
+  # Each experiment's values per parameter (none to mark live without tries), and each task's.
+  values = [protocol.param_values(by_name[e.task].configs[np.asarray(e.candidate_rows)])
+            if candidate_values else [[]] * len(by_name[e.task].param_names)
+            for e in experiments]
   task_values = [[sorted(set().union(*(values[i][j] for i in range(len(experiments))
                                        if task_of[i] == t)))
                   for j in range(len(by_name[name].param_names))]
-                 for t, name in enumerate(task_names)]
+                 for t, name in enumerate(task_names)] if candidate_values else None
   gram = grammar_lib.build_grammar(tt, [by_name[name].param_names for name in task_names],
                                    task_values)
   forced = [_checked_template(t, tt) for t in templates]

@@ -362,6 +362,18 @@ class EnvTest(parameterized.TestCase):
       for value, allowed_values in zip(numbers, own):
         self.assertIn(value, allowed_values)
 
+  def test_without_candidate_values_any_number_is_allowed(self):
+    params = self._params(candidate_values=False)
+    gram = params.grammar
+    self.assertFalse(np.any(gram.in_value))
+    self.assertTrue(np.all(params.grammar_live))
+    digits = self.token_tables.char_ids[:10]
+    for start in np.asarray(gram.value_start)[np.asarray(gram.value_start) >= 0]:
+      self.assertTrue(np.all(gram.allowed[start, digits]))
+    with_values = self._params().grammar
+    self.assertTrue(np.any(with_values.in_value))
+    self.assertLess(with_values.allowed[with_values.value_start[0, 0]].sum(), 10)
+
   def test_reset_and_grammar_start(self):
     params = self._params()
     state = env_lib.reset(params, jnp.array([0, 2, 4]), jax.random.key(0))

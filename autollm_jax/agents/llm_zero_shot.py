@@ -31,7 +31,7 @@ ACTION_TOKENS = 992
 # scores, 2 GiB per episode for the data mixtures' 5k-token prompts and 10k-slot caches.
 SETTINGS = PolicySettings(max_prompt_rows=4, max_context_fidelities=2,
                           turn_tokens=THINK_TOKENS + ACTION_TOKENS, think_tokens=THINK_TOKENS,
-                          batch_size=1)
+                          batch_size=1, candidate_values=False)
 INSTRUCTION = (
     "You configure an expensive LLM experiment from the results of cheap ones. Below are the "
     "task, the target experiment and its parameter ranges, and cheap runs with their results. "

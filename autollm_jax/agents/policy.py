@@ -56,6 +56,11 @@ class PolicySettings:
     think_tokens: the most reasoning tokens of one turn (then the action is forced).
     temperature: sampling temperature at evaluation (0: greedy).
     batch_size: episodes played at once (batched by prompt length).
+    candidate_values: whether each value of an action is one of the experiment's candidates'
+      (the grammar's value tries; what a policy trained in the environment writes); False:
+      any number in the PARAM format, matched to the nearest candidate (for a model that was
+      not, which a character-by-character trie can misread: committing to a mantissa's
+      first digit can leave only values of another magnitude).
   """
 
   max_prompt_rows: int
@@ -64,6 +69,7 @@ class PolicySettings:
   think_tokens: int
   temperature: float = 0.0
   batch_size: int = 64
+  candidate_values: bool = True
 
   def save(self, directory: str | os.PathLike) -> None:
     path = pathlib.Path(directory) / SETTINGS_FILE
@@ -182,7 +188,8 @@ class PolicyAgent:
     """
     shown = [dataclasses.replace(prompt_experiment(e, tables[e.task], self.settings),
                                  budget=budget) for e in experiments]
-    env_params = jax.device_put(env_lib.build_env_params(tables, shown, self.tokenizer))
+    env_params = jax.device_put(env_lib.build_env_params(
+        tables, shown, self.tokenizer, candidate_values=self.settings.candidate_values))
     prompts = self.prompt_tokens(tables, shown)
     # Batches of similar prompt lengths: less padding, and no long prompt in every batch.
     episodes = sorted(((i, s) for s in seeds for i in range(len(shown))),
@@ -228,8 +235,9 @@ class PolicyAgent:
                                            obs.budget - k - 1))
     token_tables = grammar.TokenTables.build(self.tokenizer)
     tokens = self.prompt_tokens({table.name: table}, [shown])[0] + token_tables.encode(context)
-    action_grammar = grammar.build_grammar(token_tables, [names],
-                                           [protocol.param_values(obs.candidates)])
+    action_grammar = grammar.build_grammar(
+        token_tables, [names],
+        [protocol.param_values(obs.candidates) if self.settings.candidate_values else None])
     out = self._sampler(
         self.params, [tokens], self._rollout_config.sampling(),
         key=jax.random.key(int(rng.integers(2**31))),

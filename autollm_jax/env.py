@@ -294,16 +294,19 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
   # Each experiment's rows 0..n-1 are its candidates' outcomes (then empty ones), row n `none`.
   outcomes = [vs[:-1] + [[]] * (n + 1 - len(vs)) + vs[-1:] for vs in value_tokens]
   task_of = [task_names.index(e.task) for e in experiments]
-  # Each experiment's values per parameter (none to mark live without tries), and each task's.
-  values = [protocol.param_values(by_name[e.task].configs[np.asarray(e.candidate_rows)])
-            if candidate_values else [[]] * len(by_name[e.task].param_names)
-            for e in experiments]
-  task_values = [[sorted(set().union(*(values[i][j] for i in range(len(experiments))
-                                       if task_of[i] == t)))
-                  for j in range(len(by_name[name].param_names))]
-                 for t, name in enumerate(task_names)] if candidate_values else None
-  gram = grammar_lib.build_grammar(tt, [by_name[name].param_names for name in task_names],
-                                   task_values)
+  names = [by_name[name].param_names for name in task_names]
+  if candidate_values:
+    values = [protocol.param_values(by_name[e.task].configs[np.asarray(e.candidate_rows)])
+              for e in experiments]
+    task_values = [[set() for _ in n] for n in names]  # each task's trie: its experiments'
+    for t, experiment_values in zip(task_of, values):
+      for j, param_values in enumerate(experiment_values):
+        task_values[t][j].update(param_values)
+    gram = grammar_lib.build_grammar(tt, names, task_values)
+    live = np.stack([grammar_lib.live_states(gram, tt, t, v) for t, v in zip(task_of, values)])
+  else:
+    gram = grammar_lib.build_grammar(tt, names)
+    live = np.ones((len(experiments), len(gram.is_done)), bool)
   forced = [_checked_template(t, tt) for t in templates]
   return EnvParams(
       cand_features=_pad([f.T for f in feats], (p, n), 0.0, np.float32),
@@ -324,8 +327,7 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
       **_feedback_tables(heads, outcomes, tt),
       pad_id=np.int32(tt.tokenizer.pad_id),
       grammar=gram,
-      grammar_live=np.stack([grammar_lib.live_states(gram, tt, t, v)
-                             for t, v in zip(task_of, values)]),
+      grammar_live=live,
       actions=tuple(ActionLayout(len(t), tuple(t.number_start.tolist())) for t in templates),
       categorical=tuple(int(j) for j in np.flatnonzero(transform_pad[:, 1].max(axis=0) > 0)),
       max_budget=max(e.budget for e in experiments), reward_mode=reward_mode,

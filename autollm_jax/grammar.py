@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 from flax import struct
@@ -223,7 +223,8 @@ class _Machine:
       starts = [after]
     return starts[0]
 
-  def number(self, start: int, tables: TokenTables, values: Sequence[str] | None) -> list[int]:
+  def number(self, start: int, tables: TokenTables, values: Collection[str] | None
+             ) -> list[int]:
     """A PARAM number from `start`: one of `values` (a trie whose leaves stay apart so that a
     value's last character can be masked), or any number (a chain of character classes).
     Returns the states after the number."""
@@ -247,7 +248,8 @@ class _Machine:
 
 
 def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]],
-                  values: Sequence[Sequence[Sequence[str]] | None] | None = None) -> Grammar:
+                  values: Sequence[Sequence[Collection[str]] | None] | None = None
+                  ) -> Grammar:
   """The grammar of every task (NumPy arrays; `jax.device_put` it for the device).
 
   Args:
@@ -264,8 +266,7 @@ def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]],
   machine = _Machine()
   free_states, action_states, done_states, value_starts = [], [], [], []
   for t, names in enumerate(tasks):
-    task_values = values[t] if values is not None and values[t] is not None else [None] * len(
-        names)
+    task_values = [None] * len(names) if values is None or values[t] is None else values[t]
     if len(task_values) != len(names):
       raise ValueError(f"grammar values of task {t} have {len(task_values)} parameters, its "
                        f"names {len(names)}")

@@ -78,14 +78,20 @@ class SamplerTest(absltest.TestCase):
                                     jnp.arange(len(ids))[None])
       np.testing.assert_allclose(logits[row, 0], full[0, -1], atol=1e-4)
 
-  def test_grammar_tables_constrain_sampling(self):
-    # State 0 allows {3, 4}; token 3 leads to state 1, which allows only {5}; 5 returns to 0.
+  @staticmethod
+  def _two_state_tables() -> tuple[np.ndarray, np.ndarray]:
+    """State 0 allows {3, 4}; token 3 leads to state 1, which allows only {5}; 5 returns to 0.
+    Returns allowed, next_state."""
     vocab = CONFIG.vocab_size
     allowed = np.zeros((2, vocab), bool)
     allowed[0, [3, 4]] = True
     allowed[1, 5] = True
     next_state = np.zeros((2, vocab), np.int32)
     next_state[0, 3] = 1
+    return allowed, next_state
+
+  def test_grammar_tables_constrain_sampling(self):
+    allowed, next_state = self._two_state_tables()
     grammar = sampler_lib.Grammar(next_state=jnp.asarray(next_state),
                                   allowed=jnp.asarray(allowed))
     out = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(
@@ -99,13 +105,8 @@ class SamplerTest(absltest.TestCase):
     self.assertEqual(out.grammar_state.shape, (2,))
 
   def test_live_states_restrict_each_row(self):
-    # As above; row 0 may not enter state 1, so it writes only token 4.
-    vocab = CONFIG.vocab_size
-    allowed = np.zeros((2, vocab), bool)
-    allowed[0, [3, 4]] = True
-    allowed[1, 5] = True
-    next_state = np.zeros((2, vocab), np.int32)
-    next_state[0, 3] = 1
+    # Row 0 may not enter state 1, so it writes only token 4.
+    allowed, next_state = self._two_state_tables()
     grammar = sampler_lib.Grammar(next_state=jnp.asarray(next_state),
                                   allowed=jnp.asarray(allowed),
                                   live=jnp.array([[True, False], [True, True]]),

@@ -269,11 +269,11 @@ class Teacher(base.Agent):
     if history:
       # The cross-fidelity analysis was written in the first turn, which stays in the context.
       text = self._refinement(obs, history)
+    if self.reasoning == "none":
+      return base.Proposal(obs.candidates[order[0]], "")
     # In the protocol's fixed outcome format, as the feedback writes outcomes: a number of
     # varying length is where a small policy, writing freely, loses track of the turn.
     prediction = f"{obs.metric.name}={protocol.format_outcome(predicted[0])}"
-    if self.reasoning == "none":
-      return base.Proposal(obs.candidates[order[0]], "")
     if self.reasoning == "brief":
       # The action that follows names the configuration: restating it would only lengthen
       # the turn (and ask a small policy to convert between number formats).

@@ -306,7 +306,7 @@ def build_env_params(tables: Sequence[TaskTable] | Mapping[str, TaskTable],
     live = np.stack([grammar_lib.live_states(gram, tt, t, v) for t, v in zip(task_of, values)])
   else:
     gram = grammar_lib.build_grammar(tt, names)
-    live = np.ones((len(experiments), len(gram.is_done)), bool)
+    live = np.ones((len(experiments), gram.fsm.num_states), bool)
   forced = [_checked_template(t, tt) for t in templates]
   return EnvParams(
       cand_features=_pad([f.T for f in feats], (p, n), 0.0, np.float32),

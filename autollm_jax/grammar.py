@@ -11,11 +11,9 @@ exactly these tokens and the device renders feedback as exactly these tokens; `e
 the same tokens for any protocol text, so training text matches what the device sees.
 
 The grammar is a finite-state machine over token ids, one sub-machine per task (its parameter
-names), all in two dense tables so a sampler can carry an int state through its decode loop:
-  next_state: int32[S, V]  the state after emitting a token (unchanged for disallowed tokens);
-  allowed:    bool[S, V]   the tokens allowed in a state.
-A task's machine starts in its free state (reasoning: anything but the environment's and the
-prompt's markers and end/padding tokens); the `<execute>` token moves it into the action,
+names), all in one `token_fsm.TokenFSM` so a sampler can carry an int state through its decode
+loop. A task's machine starts in its free state (reasoning: anything but the environment's and
+the prompt's markers and end/padding tokens); the `<execute>` token moves it into the action,
 where parameter names are forced and each value is either any number in the PARAM format or,
 where the task's values are given, one of them (a trie over their characters); after the
 closing marker it is done (only end-of-sequence allowed). Every completed action parses.
@@ -36,6 +34,7 @@ from flax import struct
 from jaxtyping import Array, Bool, Int
 
 from autollm_jax import protocol
+from autollm_jax import token_fsm
 from autollm_jax.tokenizer import Tokenizer
 
 CHARS = "0123456789.e+-"
@@ -181,29 +180,25 @@ class Grammar:
   """The action grammar of several tasks as one finite-state machine (module docstring).
 
   Attributes:
-    next_state: int32[S, V] the state after each token.
-    allowed: bool[S, V] the tokens allowed in each state.
+    fsm: the transition tables over S states.
     is_done: bool[S] whether the action is complete in a state.
     in_value: bool[S] the states inside a value trie (after a value's first character).
     free_state: int32[T] each task's start state (free reasoning).
     action_state: int32[T] each task's state just after `<execute>`.
     value_start: int32[T, P] the state where each parameter's value begins (-1: no such
       parameter).
-    value_tokens: int32[14] the number characters' tokens, the only ones entering a trie.
   """
 
-  next_state: Int[Array, "S V"]
-  allowed: Bool[Array, "S V"]
+  fsm: token_fsm.TokenFSM
   is_done: Bool[Array, " S"]
   in_value: Bool[Array, " S"]
   free_state: Int[Array, " T"]
   action_state: Int[Array, " T"]
   value_start: Int[Array, "T P"]
-  value_tokens: Int[Array, " C"]
 
 
 class _Machine:
-  """States as edge maps (token -> next state), made into the dense tables at the end."""
+  """States as edge maps (token -> next state), made into the FSM's tables at the end."""
 
   def __init__(self):
     self.edges: list[dict[int, int]] = []
@@ -279,22 +274,19 @@ def build_grammar(tables: TokenTables, tasks: Sequence[Sequence[str]],
       ends = machine.number(starts[-1], tables, param_values)
     done_states.append(machine.literal(ends, parts[-1]))
     value_starts.append(starts)
-  next_state = np.tile(np.arange(len(machine.edges), dtype=np.int32)[:, None], (1, v))
-  allowed = np.zeros((len(machine.edges), v), bool)
-  for s, edges in enumerate(machine.edges):
-    next_state[s, list(edges)] = list(edges.values())
-    allowed[s, list(edges)] = True
+  free_row, done_row = 1, 2
+  rows = np.stack([np.zeros(v, bool), free_allowed, np.arange(v) == tok.eos_id])
+  row = np.zeros(len(machine.edges), np.int32)
+  row[free_states], row[done_states] = free_row, done_row
   for free, action in zip(free_states, action_states):
-    allowed[free] = free_allowed
-    next_state[free, tables.marker_ids[protocol.EXECUTE]] = action
-  allowed[done_states] = np.arange(v) == tok.eos_id
+    machine.edges[free][tables.marker_ids[protocol.EXECUTE]] = action
   is_done = np.zeros(len(machine.edges), bool)
   is_done[done_states] = True
   width = max(len(s) for s in value_starts)
-  return Grammar(next_state, allowed, is_done, np.array(machine.in_value),
-                 np.array(free_states, np.int32), np.array(action_states, np.int32),
-                 np.array([s + [-1] * (width - len(s)) for s in value_starts], np.int32),
-                 tables.char_ids)
+  return Grammar(token_fsm.TokenFSM.from_edges(machine.edges, row, rows), is_done,
+                 np.array(machine.in_value), np.array(free_states, np.int32),
+                 np.array(action_states, np.int32),
+                 np.array([s + [-1] * (width - len(s)) for s in value_starts], np.int32))
 
 
 def live_states(grammar: Grammar, tables: TokenTables, task: int,
@@ -311,16 +303,17 @@ def live_states(grammar: Grammar, tables: TokenTables, task: int,
     for value in param_values:
       state = int(start)
       for token in tables.number(value):
-        if not grammar.allowed[state, token]:
+        after = token_fsm.advance_np(grammar.fsm, state, token)
+        if after == state:
           raise ValueError(f"value {value!r} is not among the grammar's values of task {task}")
-        state = int(grammar.next_state[state, token])
+        state = after
         live[state] = True
   return live
 
 
 def advance(grammar: Grammar, state, token):
-  """The state after `token` (int arrays broadcast; NumPy or JAX)."""
-  return grammar.next_state[state, token]
+  """The state after `token` (int arrays of one shape)."""
+  return token_fsm.advance(grammar.fsm, state, token)
 
 
 def is_complete(grammar: Grammar, state):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from autollm_jax.model.config import ModelConfig
 from autollm_jax.model.kv_cache import cache_bytes
@@ -24,6 +26,12 @@ def param_count(config: ModelConfig) -> int:
   norms = d * (4 if c.post_norms else 2) + (2 * h if c.qk_norm else 0)
   head = 0 if c.tie_embeddings else d * c.vocab_size
   return c.vocab_size * d + c.num_layers * (attn + mlp + norms) + d + head
+
+
+def tree_bytes(tree) -> int:
+  """Bytes of every array leaf of a pytree (NumPy or JAX; measured, not estimated)."""
+  return sum(x.nbytes if hasattr(x, "nbytes") else np.asarray(x).nbytes
+             for x in jax.tree.leaves(tree))
 
 
 @dataclasses.dataclass(frozen=True)

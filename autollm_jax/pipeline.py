@@ -210,6 +210,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     env_params = env_lib.build_env_params(s.tables, s.train, tokenizer,
                                           reward_mode=config.rl.reward_mode,
                                           regret_kind=config.rl.regret_kind)
+    logging.info("environment tables: %.1f MiB (the action grammar: %d states, %.1f MiB)",
+                 memory.tree_bytes(env_params) / 2**20, env_params.grammar.fsm.num_states,
+                 memory.tree_bytes(env_params.grammar) / 2**20)
     prompts = policy_lib.prompt_tokens(s.tables, s.train, tokenizer, s.settings)
     stop_id = rollout_lib.stop_token(tokenizer)
   for stage in rl_stages:

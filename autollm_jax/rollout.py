@@ -107,8 +107,8 @@ def sampler_grammar(g: grammar_lib.Grammar, execute_id) -> sampler_lib.Grammar:
   """An action grammar for the sampler: reasoning states are free text, and `<execute>`
   (token `execute_id`) is what a turn's reasoning is cut off with."""
   return sampler_lib.Grammar(
-      jnp.asarray(g.next_state), jnp.asarray(g.allowed),
-      is_free=jnp.zeros(g.next_state.shape[0], bool).at[jnp.asarray(g.free_state)].set(True),
+      jax.tree.map(jnp.asarray, g.fsm),
+      is_free=jnp.zeros(g.fsm.num_states, bool).at[jnp.asarray(g.free_state)].set(True),
       force_id=jnp.asarray(execute_id, jnp.int32))
 
 
@@ -117,8 +117,7 @@ def action_grammar(env_params: env_lib.EnvParams,
   """The environment's action grammar for the sampler (`sampler_grammar`), each row's values
   restricted to its experiment's candidates'."""
   return sampler_grammar(env_params.grammar, env_params.execute_id).replace(
-      live=jnp.asarray(env_params.grammar_live)[experiment_ids],
-      live_tokens=jnp.asarray(env_params.grammar.value_tokens))
+      live=jnp.asarray(env_params.grammar_live)[experiment_ids])
 
 
 def _write_rows(buffer: Array, chunk: Array, offset: Int[Array, " B"]) -> Array:

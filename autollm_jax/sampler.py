@@ -2,9 +2,8 @@
 
 Prompts are left-padded to one length so the whole batch writes the same cache slot each step.
 Sampling supports greedy (temperature 0), temperature, top-k, top-p, stop tokens and grammar
-constraints: a finite-state machine given as tables `next_state[state, token]` and
-`allowed[state, token]`, whose state is carried per sequence inside the loop, so constrained
-decoding never leaves the device.
+constraints: a finite-state machine over tokens (`autollm_jax.token_fsm`), whose state is
+carried per sequence inside the loop, so constrained decoding never leaves the device.
 
 `prefill` and `decode` are pure and can be called inside a larger jitted function (the
 multi-turn rollout); `Sampler` wraps them in `jax.jit` with donation for direct use.
@@ -23,6 +22,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
+from autollm_jax import token_fsm
 from autollm_jax.model.config import ModelConfig
 from autollm_jax.model.kv_cache import KVCache, init_cache
 from autollm_jax.model.transformer import default_positions
@@ -53,24 +53,17 @@ class Grammar:
   """A token-level finite-state machine constraining what may be sampled.
 
   Attributes:
-    next_state: [S, V] int32, the state after emitting token v in state s.
-    allowed: [S, V] bool, tokens that may be emitted in state s (a state allowing every
-      token is free text; a chain of states s -> s + 1 gives per-position masks).
+    fsm: the machine's tables; each token is drawn from the tokens its state allows.
     is_free: optional [S] bool, the free-text states counted against
       SamplingParams.max_free_tokens.
     force_id: optional [] int32, the token emitted once a sequence's free text is used up.
-    live: optional [B, S] bool, the states each sequence may enter: a token of `live_tokens`
-      is allowed only where it leads to a live state (e.g. one experiment's values among its
-      task's).
-    live_tokens: [K] int32, the only tokens that may lead to states that are not always live
-      (needed with `live`; checking K columns, not the vocabulary, keeps it cheap).
+    live: optional [B, S] bool, the states each sequence may enter: a token leading to a state
+      that is not live is not allowed (e.g. one experiment's values among its task's).
   """
-  next_state: Int[Array, "S V"]
-  allowed: Bool[Array, "S V"]
+  fsm: token_fsm.TokenFSM
   is_free: Bool[Array, "S"] | None = None
   force_id: Int[Array, ""] | None = None
   live: Bool[Array, "B S"] | None = None
-  live_tokens: Int[Array, " K"] | None = None
 
 
 @flax.struct.dataclass
@@ -165,7 +158,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
     sampling: static sampling settings.
     stop_ids: [n] ids that end a sequence (n may be 0).
     pad_id: id written after a sequence stops.
-    grammar: optional FSM tables; with them, each token is drawn from allowed[state].
+    grammar: optional FSM; with it, each token is drawn from the tokens its state allows.
     grammar_state: [B] initial FSM states (default 0).
   Returns:
     SampleOutput.
@@ -183,12 +176,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
     masked = logits
     free_tokens = state.free_tokens
     if grammar is not None:
-      allowed = grammar.allowed[state.grammar_state]
-      if grammar.live is not None:
-        cols = grammar.live_tokens
-        after = grammar.next_state[state.grammar_state[:, None], cols[None, :]]
-        allowed = allowed.at[:, cols].set(
-            allowed[:, cols] & jnp.take_along_axis(grammar.live, after, axis=1))
+      allowed = token_fsm.allowed_tokens(grammar.fsm, state.grammar_state, grammar.live)
       if limit_free:
         in_free = grammar.is_free[state.grammar_state]
         used_up = in_free & (free_tokens >= sampling.max_free_tokens)
@@ -202,7 +190,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
     logprob = jnp.where(state.done, 0.0, logprob)
     gstate = state.grammar_state
     if grammar is not None:
-      gstate = jnp.where(state.done, gstate, grammar.next_state[gstate, token])
+      gstate = jnp.where(state.done, gstate, token_fsm.advance(grammar.fsm, gstate, token))
     done = state.done | jnp.isin(token, stop_ids)
     # A row's last token (its stop token) is never fed, whatever the other rows do.
     return state.replace(

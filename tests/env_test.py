@@ -14,6 +14,7 @@ from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import reference_env
 from autollm_jax import sp_tokenizer
+from autollm_jax import token_fsm
 from autollm_jax.experiments import Experiment
 from autollm_jax.gym.table import Metric, Param, TaskTable
 
@@ -340,8 +341,7 @@ class EnvTest(parameterized.TestCase):
       live = np.asarray(params.grammar_live[e])
       tokens = []
       for t in range(200):
-        allowed = np.flatnonzero(np.asarray(gram.allowed[state]) &
-                                 live[np.asarray(gram.next_state[state])])
+        allowed = np.flatnonzero(token_fsm.allowed_np(gram.fsm, state, live))
         if t == 5 and not np.asarray(gram.is_done)[state]:
           allowed = [self.token_tables.marker_ids[protocol.EXECUTE]]  # end the reasoning
         token = int(rng.choice(allowed))
@@ -369,10 +369,11 @@ class EnvTest(parameterized.TestCase):
     self.assertTrue(np.all(params.grammar_live))
     digits = self.token_tables.char_ids[:10]
     for start in np.asarray(gram.value_start)[np.asarray(gram.value_start) >= 0]:
-      self.assertTrue(np.all(gram.allowed[start, digits]))
+      self.assertTrue(np.all(token_fsm.allowed_np(gram.fsm, start)[digits]))
     with_values = self._params().grammar
     self.assertTrue(np.any(with_values.in_value))
-    self.assertLess(with_values.allowed[with_values.value_start[0, 0]].sum(), 10)
+    start = with_values.value_start[0, 0]
+    self.assertLess(token_fsm.allowed_np(with_values.fsm, start).sum(), 10)
 
   def test_reset_and_grammar_start(self):
     params = self._params()

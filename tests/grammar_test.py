@@ -12,6 +12,7 @@ import sentencepiece as spm
 from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import sp_tokenizer
+from autollm_jax import token_fsm
 
 _TASKS = (("lr", "bs"), ("embed_dim", "n_layer", "bias"), ("ratio_flan_v2", "ratio_code"))
 
@@ -78,20 +79,28 @@ class GrammarTest(absltest.TestCase):
   def test_machine_shape_and_states(self):
     g = self.gram
     v = self.tok.vocab_size
-    s = g.next_state.shape[0]
-    self.assertEqual(g.next_state.shape, (s, v))
-    self.assertEqual(g.allowed.shape, (s, v))
-    self.assertEqual(g.next_state.dtype, np.int32)
+    s = g.fsm.num_states
+    self.assertEqual(g.fsm.vocab_size, v)
+    self.assertEqual(g.is_done.shape, (s,))
+    # Shared rows: nothing, free text, end-of-sequence; edges: at most the 14 number characters.
+    self.assertEqual(g.fsm.rows.shape, (3, v))
+    self.assertEqual(g.fsm.edge_token.shape[0], s)
+    self.assertLessEqual(g.fsm.edge_token.shape[1], len(grammar.CHARS))
+    self.assertEqual(g.fsm.edge_next.dtype, np.int32)
     free = g.free_state[0]
     execute = self.tables.marker_ids[protocol.EXECUTE]
-    self.assertEqual(g.next_state[free, execute], g.action_state[0])
+    self.assertEqual(token_fsm.advance_np(g.fsm, free, execute), g.action_state[0])
+    allowed = token_fsm.allowed_np(g.fsm, free)
     for forbidden in (protocol.OBS, protocol.EXECUTE_END, protocol.TASK):
-      self.assertFalse(g.allowed[free, self.tables.marker_ids[forbidden]])
-    self.assertFalse(g.allowed[free, self.tok.eos_id])
-    self.assertTrue(g.allowed[free, self.tables.marker_ids[protocol.THINK_END]])
+      self.assertFalse(allowed[self.tables.marker_ids[forbidden]])
+    self.assertFalse(allowed[self.tok.eos_id])
+    self.assertTrue(allowed[self.tables.marker_ids[protocol.THINK_END]])
+    self.assertEqual(token_fsm.advance_np(g.fsm, free, self.tables.marker_ids[protocol.THINK]),
+                     free)
     done = np.flatnonzero(g.is_done)
     self.assertLen(done, len(_TASKS))
-    np.testing.assert_array_equal(np.flatnonzero(g.allowed[done[0]]), [self.tok.eos_id])
+    np.testing.assert_array_equal(np.flatnonzero(token_fsm.allowed_np(g.fsm, done[0])),
+                                  [self.tok.eos_id])
 
   def test_random_constrained_walks_always_give_a_parseable_action(self):
     rng = np.random.default_rng(1)
@@ -100,7 +109,7 @@ class GrammarTest(absltest.TestCase):
       task = trial % len(_TASKS)
       state, tokens = int(g.free_state[task]), []
       while not grammar.is_complete(g, state):
-        allowed = np.flatnonzero(g.allowed[state])
+        allowed = np.flatnonzero(token_fsm.allowed_np(g.fsm, state))
         if len(tokens) == 6 and state == g.free_state[task]:
           allowed = [self.tables.marker_ids[protocol.EXECUTE]]
         tokens.append(int(rng.choice(allowed)))
@@ -117,8 +126,7 @@ class GrammarTest(absltest.TestCase):
     tokens), taking only tokens that lead to live states where `live` is given."""
     state, tokens = int(g.free_state[task]), []
     while not grammar.is_complete(g, state):
-      allowed = g.allowed[state] & (True if live is None else live[g.next_state[state]])
-      allowed = np.flatnonzero(allowed)
+      allowed = np.flatnonzero(token_fsm.allowed_np(g.fsm, state, live))
       if len(tokens) == 6 and state == g.free_state[task]:
         allowed = [self.tables.marker_ids[protocol.EXECUTE]]
       tokens.append(int(rng.choice(allowed)))
@@ -140,10 +148,10 @@ class GrammarTest(absltest.TestCase):
     numbers = [protocol.parse_action(self._walk(g, 1, rng), _TASKS[1]) for _ in range(20)]
     self.assertGreater(len({n[0] for n in numbers}), 10)
     np.testing.assert_array_equal(g.value_start[1] >= 0, [True, True, True])
-    # Only the number characters enter a trie (what lets a sampler check `live` on them only).
-    enters = g.allowed & g.in_value[g.next_state]
+    # Only the number characters enter a trie.
+    enters = (g.fsm.edge_token != token_fsm.NO_EDGE) & g.in_value[g.fsm.edge_next]
     self.assertTrue(enters.any())
-    self.assertTrue(np.isin(np.nonzero(enters)[1], g.value_tokens).all())
+    self.assertTrue(np.isin(g.fsm.edge_token[enters], self.tables.char_ids).all())
     self.assertEqual(g.value_start[0, 2], -1)
 
   def test_live_states_keep_one_experiments_values(self):
@@ -171,10 +179,11 @@ class GrammarTest(absltest.TestCase):
       def body(c):
         key, state, n, out = c
         key, sub = jax.random.split(key)
-        logits = jax.random.normal(sub, (g.allowed.shape[1],))
+        logits = jax.random.normal(sub, (g.fsm.vocab_size,))
         logits = jnp.where(n > 10, logits.at[self.tables.marker_ids["<execute>"]].add(100),
                            logits)
-        token = jnp.argmax(jnp.where(g.allowed[state], logits, -jnp.inf))
+        allowed = token_fsm.allowed_tokens(g.fsm, state[None])[0]
+        token = jnp.argmax(jnp.where(allowed, logits, -jnp.inf))
         return key, grammar.advance(g, state, token), n + 1, out.at[n].set(token)
 
       return jax.lax.while_loop(cond, body, (key, g.free_state[task], 0,

@@ -2,6 +2,8 @@
 
 from absl.testing import absltest
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from autollm_jax import memory
 from autollm_jax.model import config as config_lib
@@ -21,6 +23,10 @@ class MemoryTest(absltest.TestCase):
                                              for x in jax.tree_util.tree_leaves(cache)
                                              if x.ndim == 5))
     self.assertEqual(est.optimizer_bytes, 12 * est.params)
+
+  def test_tree_bytes_counts_numpy_and_jax_leaves(self):
+    tree = {"a": np.zeros((3, 5), np.int32), "b": [jnp.ones(7, jnp.bfloat16), np.bool_(True)]}
+    self.assertEqual(memory.tree_bytes(tree), 3 * 5 * 4 + 7 * 2 + 1)
 
   def test_remat_saves_activations_and_scales_with_batch(self):
     config = config_lib.get_config("qwen3_1.7b")

@@ -46,7 +46,7 @@ class GemmaProtocolTokenizerTest(absltest.TestCase):
     self.assertEqual([self.base.id_to_piece(i) for i in tables.char_ids], list(grammar.CHARS))
     names, _ = episode_text()
     g = grammar.build_grammar(tables, [names])
-    self.assertEqual(g.allowed.shape[1], 262_144)
+    self.assertEqual(g.fsm.vocab_size, 262_144)
 
   def test_protocol_text_round_trips(self):
     _, text = episode_text()

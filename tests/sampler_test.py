@@ -8,6 +8,7 @@ import numpy as np
 from flax import nnx
 
 from autollm_jax import sampler as sampler_lib
+from autollm_jax import token_fsm
 from autollm_jax.model import config as config_lib
 from autollm_jax.model import transformer
 
@@ -79,38 +80,31 @@ class SamplerTest(absltest.TestCase):
       np.testing.assert_allclose(logits[row, 0], full[0, -1], atol=1e-4)
 
   @staticmethod
-  def _two_state_tables() -> tuple[np.ndarray, np.ndarray]:
-    """State 0 allows {3, 4}; token 3 leads to state 1, which allows only {5}; 5 returns to 0.
-    Returns allowed, next_state."""
-    vocab = CONFIG.vocab_size
-    allowed = np.zeros((2, vocab), bool)
-    allowed[0, [3, 4]] = True
-    allowed[1, 5] = True
-    next_state = np.zeros((2, vocab), np.int32)
-    next_state[0, 3] = 1
-    return allowed, next_state
+  def _two_state_fsm() -> token_fsm.TokenFSM:
+    """State 0 allows {3, 4}; token 3 leads to state 1, which allows only {5}; 5 returns to 0."""
+    rows = np.zeros((2, CONFIG.vocab_size), bool)
+    rows[1, 4] = True
+    return token_fsm.TokenFSM.from_edges([{3: 1}, {5: 0}], [1, 0], rows)
 
   def test_grammar_tables_constrain_sampling(self):
-    allowed, next_state = self._two_state_tables()
-    grammar = sampler_lib.Grammar(next_state=jnp.asarray(next_state),
-                                  allowed=jnp.asarray(allowed))
+    fsm = self._two_state_fsm()
+    allowed = {0: {3, 4}, 1: {5}}  # written out: the reference the sampler is checked against
+    grammar = sampler_lib.Grammar(jax.tree.map(jnp.asarray, fsm))
     out = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(
         max_new_tokens=12, temperature=1.0), key=jax.random.key(5), grammar=grammar)
-    for row in np.asarray(out.tokens):
+    for row, final_state in zip(np.asarray(out.tokens), np.asarray(out.grammar_state)):
       state = 0
       for token in row:
-        self.assertTrue(allowed[state, token], f"token {token} in state {state}: {row}")
-        state = next_state[state, token]
+        self.assertIn(token, allowed[state], f"token {token} in state {state}: {row}")
+        state = {(0, 3): 1, (1, 5): 0}.get((state, int(token)), state)
+      self.assertEqual(state, final_state)
     self.assertIn(3, np.asarray(out.tokens))  # the sampler does visit both states
     self.assertEqual(out.grammar_state.shape, (2,))
 
   def test_live_states_restrict_each_row(self):
     # Row 0 may not enter state 1, so it writes only token 4.
-    allowed, next_state = self._two_state_tables()
-    grammar = sampler_lib.Grammar(next_state=jnp.asarray(next_state),
-                                  allowed=jnp.asarray(allowed),
-                                  live=jnp.array([[True, False], [True, True]]),
-                                  live_tokens=jnp.array([3]))
+    grammar = sampler_lib.Grammar(jax.tree.map(jnp.asarray, self._two_state_fsm()),
+                                  live=jnp.array([[True, False], [True, True]]))
     out = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(
         max_new_tokens=12, temperature=1.0), key=jax.random.key(5), grammar=grammar)
     tokens = np.asarray(out.tokens)

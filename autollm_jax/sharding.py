@@ -112,7 +112,7 @@ def cache_sharding(mesh: Mesh, config: ModelConfig, batch_size: int) -> KVCache:
   """NamedShardings for a KVCache: batch over "fsdp", kv heads over "tensor" when divisible."""
   fsdp = FSDP if batch_size % mesh.shape[FSDP] == 0 else None
   heads = TENSOR if config.num_kv_heads % mesh.shape[TENSOR] == 0 else None
-  kv = NamedSharding(mesh, P(None, fsdp, None, heads, None))
+  kv = NamedSharding(mesh, P(None, fsdp, heads, None, None))
   rows = NamedSharding(mesh, P(fsdp, None))
   return KVCache(k=kv, v=kv, key_mask=rows, positions=rows, index=NamedSharding(mesh, P()))
 

@@ -145,8 +145,8 @@ class BlockedAttentionTest(absltest.TestCase):
     rng = np.random.default_rng(0)
     b, t, s, n, k, h = 2, 600, 700, 4, 2, 16
     q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
-    keys = jnp.asarray(rng.normal(size=(b, s, k, h)), jnp.float32)
-    values = jnp.asarray(rng.normal(size=(b, s, k, h)), jnp.float32)
+    keys = jnp.asarray(rng.normal(size=(b, k, s, h)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=(b, k, s, h)), jnp.float32)
     q_slots = jnp.arange(100, 100 + t)
     key_mask = jnp.asarray(rng.random((b, s)) > 0.1)
     q_positions = jnp.broadcast_to(q_slots, (b, t))

@@ -65,7 +65,7 @@ class ShardingTest(parameterized.TestCase):
         graphdef, CONFIG, pad_id=0, cache_sharding=sharding.cache_sharding(mesh, CONFIG, 4))
     got = sharded_sampler(params, prompts, sampling, key=jax.random.key(1))
     self.assertTrue(got.cache.k.sharding.is_equivalent_to(
-        NamedSharding(mesh, P(None, "fsdp", None, "tensor", None)), 5))
+        NamedSharding(mesh, P(None, "fsdp", "tensor", None, None)), 5))
     chex.assert_trees_all_equal(got.tokens, plain.tokens)
     chex.assert_trees_all_close(got.logprobs, plain.logprobs, atol=1e-5)
 

@@ -15,8 +15,10 @@ class KVCache:
   """Keys and values of every layer, written slot by slot.
 
   Attributes:
-    k: [L, B, S, K, H] keys (after RoPE).
-    v: [L, B, S, K, H] values.
+    k: [L, B, K, S, H] keys (after RoPE), kv heads before slots: a decode step's attention
+      then reads each head's keys as one [S, H] matrix, with no transpose (on a CPU, a
+      [S, K, H] layout made decoding several times slower).
+    v: [L, B, K, S, H] values.
     key_mask: [B, S] which slots hold real tokens (left padding and unwritten slots are False).
     positions: [B, S] int32 position of the token in each slot (sliding windows count
       positions, not slots, since a row may leave masked gaps).
@@ -31,7 +33,7 @@ class KVCache:
   @property
   def length(self) -> int:
     """Number of slots S."""
-    return self.k.shape[2]
+    return self.k.shape[3]
 
 
 def init_cache(config: ModelConfig, batch_size: int, length: int,
@@ -46,7 +48,7 @@ def init_cache(config: ModelConfig, batch_size: int, length: int,
   Returns:
     A KVCache of zeros with index 0.
   """
-  shape = (config.num_layers, batch_size, length, config.num_kv_heads, config.head_dim)
+  shape = (config.num_layers, batch_size, config.num_kv_heads, length, config.head_dim)
   dtype = jnp.dtype(dtype or config.dtype)
   return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
                  key_mask=jnp.zeros((batch_size, length), bool),

@@ -61,12 +61,13 @@ def apply_rope(x: Float[Array, "B T N H"], positions: Int[Array, "B T"],
 _QUERY_BLOCK = 256
 
 
-def attend(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Array, "B S K H"],
+def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Array, "B K S H"],
            q_slots: Int[Array, "T"], key_mask: Bool[Array, "B S"],
            q_positions: Int[Array, "B T"], k_positions: Int[Array, "B S"],
            window: Int[Array, ""], scale: float, fused: str | None = None
            ) -> Float[Array, "B T N H"]:
-  """Grouped-query attention of queries at cache slots `q_slots` over all S key slots.
+  """Grouped-query attention of queries at cache slots `q_slots` over all S key slots (keys
+  and values in the KV cache's layout, kv heads before slots).
 
   A key at slot j is visible to a query at slot i when j <= i, key_mask[b, j], and their
   positions are less than `window` apart. Rows with no visible key (padding queries) get
@@ -76,8 +77,9 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Arra
   same call on any backend), which gets the visibility as a boolean mask.
   """
   if fused is not None:
-    visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[1])
-    return jax.nn.dot_product_attention(q, k, v, mask=visible[:, None], scale=scale,
+    visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[2])
+    return jax.nn.dot_product_attention(q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2),
+                                        mask=visible[:, None], scale=scale,
                                         implementation=fused)
   t = q.shape[1]
   if t <= _QUERY_BLOCK:
@@ -114,13 +116,15 @@ def _visible(q_slots, key_mask, q_positions, k_positions, window, num_slots
 def _attend_block(q, k, v, q_slots, key_mask, q_positions, k_positions, window, scale):
   """`attend` for one block of queries (same arguments)."""
   b, t, n, h = q.shape
-  kv_heads = k.shape[2]
+  kv_heads = k.shape[1]
   q = q.reshape(b, t, kv_heads, n // kv_heads, h)
-  logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-  visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[1])
+  logits = jnp.einsum("btkgh,bksh->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[2])
   logits = jnp.where(visible[:, None, None], logits, _MASKED)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
+  # Heads-first output, then moved: asked for "btkgh" directly, XLA's CPU backend transposes
+  # the values to [B, K, H, S] first, which made decoding several times slower.
+  out = jnp.moveaxis(jnp.einsum("bkgts,bksh->bkgth", probs, v), 3, 1)
   return out.reshape(b, t, n, h)
 
 
@@ -159,7 +163,8 @@ class Block(nnx.Module):
 
   def project_qkv(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"],
                   rope_base: Float[Array, ""]) -> tuple[Array, Array, Array]:
-    """The chunk's queries [B, T, N, H], keys and values [B, T, K, H] (RoPE applied)."""
+    """The chunk's queries [B, T, N, H], keys and values [B, K, T, H] (the cache's layout;
+    RoPE applied)."""
     c = self.config
     dt = jnp.dtype(c.dtype)
     h = self.attn_norm(x)
@@ -168,10 +173,11 @@ class Block(nnx.Module):
     v = jnp.einsum("btd,dkh->btkh", h, self.v_proj[...].astype(dt))
     if c.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
-    return apply_rope(q, positions, rope_base), apply_rope(k, positions, rope_base), v
+    k = apply_rope(k, positions, rope_base)
+    return apply_rope(q, positions, rope_base), jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
 
   def attend_and_mlp(self, x: Float[Array, "B T D"], q: Float[Array, "B T N H"],
-                     keys: Float[Array, "B S K H"], values: Float[Array, "B S K H"],
+                     keys: Float[Array, "B K S H"], values: Float[Array, "B K S H"],
                      positions: Int[Array, "B T"], key_mask: Bool[Array, "B S"],
                      key_positions: Int[Array, "B S"], index: Int[Array, ""],
                      window: Int[Array, ""], fused: str | None = None
@@ -283,9 +289,9 @@ class Transformer(nnx.Module):
       block = nnx.merge(block_def, params)
       q, k, v = block.project_qkv(x, positions, base)
       k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype),
-                                           (i, 0, index, 0, 0))
+                                           (i, 0, 0, index, 0))
       v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype),
-                                           (i, 0, index, 0, 0))
+                                           (i, 0, 0, index, 0))
       x = block.attend_and_mlp(x, q, k_all[i], v_all[i], positions, key_mask, key_positions,
                                index, window)
       return (x, k_all, v_all), None

@@ -156,11 +156,12 @@ def _experiment(table: TaskTable, split: str, target: int, context: Sequence[int
       param_budget=param_budget, budget_quantile=quantile)
 
 
-def _candidate_subsets(table: TaskTable, rows: np.ndarray, rng: np.random.Generator
-                       ) -> list[tuple[str, np.ndarray]]:
-  """Candidate sets that shift the configuration space: random subsets and range crops."""
+def _candidate_subsets(table: TaskTable, rows: np.ndarray, rng: np.random.Generator,
+                       count: int) -> list[tuple[str, np.ndarray]]:
+  """`count` candidate sets that shift the configuration space: random subsets and range
+  crops, alternately."""
   out = []
-  for i in range(CANDIDATE_SUBSETS):
+  for i in range(count):
     if i % 2 == 0:
       keep = rng.permutation(len(rows))[:max(1, round(CANDIDATE_SUBSET_FRACTION * len(rows)))]
       out.append((f"cand{i}-random", rows[np.sort(keep)]))
@@ -192,8 +193,8 @@ def _context_subsets(context: Sequence[int], rng: np.random.Generator
   return [(tag, subset) for subset, tag in out.items()]
 
 
-def _curate_table(table: TaskTable, rng: np.random.Generator, target_fidelity: str | None
-                  ) -> list[Experiment]:
+def _curate_table(table: TaskTable, rng: np.random.Generator, target_fidelity: str | None,
+                  candidate_subsets: int) -> list[Experiment]:
   tests = test_targets(table, target_fidelity)
   out = []
   for target in tests:
@@ -214,7 +215,8 @@ def _curate_table(table: TaskTable, rng: np.random.Generator, target_fidelity: s
       for rows, cap, q in _budgeted(table, target, TRAIN_BUDGET_QUANTILES):
         variants = [("full", context, rows)]
         variants += [(tag, ctx, rows) for tag, ctx in _context_subsets(context, rng)]
-        variants += [(tag, context, cand) for tag, cand in _candidate_subsets(table, rows, rng)]
+        variants += [(tag, context, cand)
+                     for tag, cand in _candidate_subsets(table, rows, rng, candidate_subsets)]
         for tag, ctx, cand in variants:
           if _worth_solving(table, metric, cand):
             out.append(_experiment(table, "train", target, ctx, metric,
@@ -222,8 +224,8 @@ def _curate_table(table: TaskTable, rng: np.random.Generator, target_fidelity: s
   return out
 
 
-def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | None = None
-           ) -> list[Experiment]:
+def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | None = None,
+           candidate_subsets: int = CANDIDATE_SUBSETS) -> list[Experiment]:
   """The train and test experiments of every table (filter them by `.split`).
 
   Test experiments target each task's highest fidelities (`test_targets`), see only strictly
@@ -238,13 +240,15 @@ def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | No
     tables: the tasks.
     seed: seeds the augmentations and the train budgets.
     target_fidelity: the test target's name, in place of each table's default.
+    candidate_subsets: candidate-set augmentations per train target and budget (random
+      subsets and range crops, alternately); the test split does not depend on it.
   Returns:
     Test experiments first, then train experiments, per table in the given order.
   """
   rng = np.random.default_rng(seed)
   out = []
   for table in tables:
-    out.extend(_curate_table(table, rng, target_fidelity))
+    out.extend(_curate_table(table, rng, target_fidelity, candidate_subsets))
   names = [e.name for e in out]
   if len(set(names)) != len(names):
     raise ValueError("experiment names collide; pass tables with distinct names")

@@ -87,7 +87,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   """Loads the tasks and curates the experiments (the train set subsampled if asked)."""
   data_dir = config.data.gym_data_dir or None
   tables = {name: tasks.load_task(name, data_dir) for name in config.data.tasks}
-  curated = experiments_lib.curate(list(tables.values()), seed=config.data.curation_seed)
+  curated = experiments_lib.curate(list(tables.values()), seed=config.data.curation_seed,
+                                   candidate_subsets=config.data.candidate_subsets)
   settings = policy_lib.PolicySettings(
       max_prompt_rows=config.data.max_prompt_rows,
       max_context_fidelities=config.data.max_context_fidelities,
@@ -210,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     env_params = env_lib.build_env_params(s.tables, s.train, tokenizer,
                                           reward_mode=config.rl.reward_mode,
                                           regret_kind=config.rl.regret_kind)
-    logging.info("environment tables: %.1f MiB (the action grammar: %d states, %.1f MiB)",
+    logging.info("environment tables: %.2f MiB (the action grammar: %d states, %.2f MiB)",
                  memory.tree_bytes(env_params) / 2**20, env_params.grammar.fsm.num_states,
                  memory.tree_bytes(env_params.grammar) / 2**20)
     prompts = policy_lib.prompt_tokens(s.tables, s.train, tokenizer, s.settings)

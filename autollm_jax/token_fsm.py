@@ -6,9 +6,9 @@ Each state s allows
   - up to K tokens of its own, `edge_token[s]`, each moving it to `edge_next[s]` (an edge
     overrides the row for its token).
 The states of an action grammar allow a forced literal token or a few number characters, so
-the tables take S * K + R * V entries where dense transition tables take S * V: for a
-262,144-token vocabulary and the 11,366 states of the mixture task's value tries, 2 MB instead
-of 15 GB.
+the tables take S * K + R * V entries where dense transition tables take S * V: for Gemma 3's
+262,144-token vocabulary and the 11,124 states of mixture_admire's value tries, 1.7 MiB
+instead of 13.6 GiB.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The 19-weight mixtures make prompts of thousands of tokens: kept out of the CPU default.
   c.data.tasks = ("pretrain_steplaw", "arch_hwgpt")
   c.data.curation_seed = 0
+  c.data.candidate_subsets = 3  # per train target and budget: random subsets, range crops
   c.data.max_train_experiments = 0  # 0: all (110 on steplaw and hwgpt)
   c.data.max_prompt_rows = 3  # cheap results shown per fidelity
   c.data.max_context_fidelities = 1  # the cheap fidelities nearest the target; 0: all

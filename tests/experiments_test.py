@@ -71,6 +71,18 @@ class SyntheticCurationTest(parameterized.TestCase):
         [(e.name, tuple(e.candidate_rows), e.budget) for e in other],
         [(e.name, tuple(e.candidate_rows), e.budget) for e in self.exps])
 
+  def test_more_candidate_subsets_add_train_experiments_only(self):
+    more = experiments.curate([self.table], seed=0, candidate_subsets=7)
+    self.assertEqual([e.name for e in _split(more, "test")],
+                     [e.name for e in _split(self.exps, "test")])
+    tags = lambda exps: {e.name.rsplit("/", 1)[1] for e in _split(exps, "train")}
+    self.assertIn("cand6-random", tags(more))
+    self.assertNotIn("cand6-random", tags(self.exps))
+    self.assertTrue(any(t.startswith("cand5-crop-") for t in tags(more)))
+    self.assertGreater(len(_split(more, "train")), len(_split(self.exps, "train")))
+    names = [e.name for e in more]
+    self.assertLen(set(names), len(names))
+
   def test_names_are_unique(self):
     names = [e.name for e in self.exps]
     self.assertLen(set(names), len(names))

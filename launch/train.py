@@ -27,7 +27,7 @@ WORKDIR = flags.DEFINE_string("workdir", "/tmp/autollm_jax", "Where checkpoints,
 def main(argv):
   del argv
   try:
-    pipeline.parse_stages(CONFIG.value.stages)
+    pipeline.check_config(CONFIG.value)
   except ValueError as e:
     sys.exit(f"error: {e}")
   sharding.initialize_distributed()

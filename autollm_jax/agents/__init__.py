@@ -45,6 +45,11 @@ def names() -> tuple[str, ...]:
   return tuple(_REGISTRY)
 
 
+def takes_checkpoint(name: str) -> bool:
+  """Whether `make(name)` needs a checkpoint (a trained policy) to build the agent."""
+  return _REGISTRY[name].takes_checkpoint
+
+
 def make(name: str, checkpoint: str | None = None) -> Agent:
   """A new agent by name; `checkpoint` goes to agents that load one (and must be given)."""
   if name not in _REGISTRY:

@@ -237,8 +237,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     logging.info("environment tables: %.2f MiB (the action grammar: %d states, %.2f MiB)",
                  memory.tree_bytes(env_params) / 2**20, env_params.grammar.fsm.num_states,
                  memory.tree_bytes(env_params.grammar) / 2**20)
-    prompts = policy_lib.prompt_tokens(s.tables, s.train, tokenizer, s.settings)
-    stop_id = rollout_lib.stop_token(tokenizer)
+    trainer = grpo.GrpoTrainer(
+        config.rl, model_config, graphdef, env_params,
+        policy_lib.prompt_tokens(s.tables, s.train, tokenizer, s.settings), tokenizer.pad_id,
+        rollout_lib.stop_token(tokenizer), mesh)
   for stage in rl_stages:
     if stage == "rl":
       if "sft" not in policies:
@@ -248,8 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       start = init_params
     else:
       _, start = nnx.split(transformer.create_model(model_config, config.seed + 1))
-    policies[stage] = grpo.train(config.rl, workdir / stage, model_config, start, start,
-                                 env_params, prompts, tokenizer.pad_id, stop_id, blob, mesh,
+    policies[stage] = grpo.train(trainer, workdir / stage, start, start, blob,
                                  seed=config.seed)
     s.settings.save(workdir / stage / "checkpoints")
 

@@ -223,9 +223,11 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
                       done=state.done, grammar_state=state.grammar_state, cache=state.cache)
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """([B, P] int32 tokens, [B, P] bool mask) of prompts left-padded to the longest."""
-  length = max(len(p) for p in prompts)
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """([B, P] int32 tokens, [B, P] bool mask) of prompts left-padded to the longest, rounded up
+  to a multiple of `multiple`."""
+  length = -(-max(len(p) for p in prompts) // multiple) * multiple
   tokens = np.full((len(prompts), length), pad_id, np.int32)
   mask = np.zeros((len(prompts), length), bool)
   for i, p in enumerate(prompts):

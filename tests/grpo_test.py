@@ -51,10 +51,11 @@ class GrpoTest(absltest.TestCase):
     _, cls.params = nnx.split(transformer.create_model(cls.config, 0))
 
   def train(self, workdir, **overrides):
-    return grpo.train(rl_config(**overrides), workdir, self.config, self.params, self.params,
-                      self.env_params, self.prompts, self.tok.pad_id,
-                      rollout.stop_token(self.tok), b"tok",
-                      sharding.make_mesh(devices=jax.devices()[:1]), seed=0)
+    graphdef, _ = transformer.abstract_model(self.config)
+    trainer = grpo.GrpoTrainer(rl_config(**overrides), self.config, graphdef, self.env_params,
+                               self.prompts, self.tok.pad_id, rollout.stop_token(self.tok),
+                               sharding.make_mesh(devices=jax.devices()[:1]))
+    return grpo.train(trainer, workdir, self.params, self.params, b"tok", seed=0)
 
   def test_resume_after_crash_equals_uninterrupted(self):
     full_dir = self.create_tempdir().full_path

@@ -14,6 +14,7 @@ from autollm_jax import env as env_lib
 from autollm_jax import protocol
 from autollm_jax import reference_env
 from autollm_jax import rollout
+from autollm_jax import sampler as sampler_lib
 from autollm_jax import sp_tokenizer
 from autollm_jax.evaluation import synthetic_table
 from autollm_jax import experiments as experiments_lib
@@ -117,6 +118,41 @@ class RolloutTest(absltest.TestCase):
       for action in actions:
         for value, allowed in zip(protocol.parse_action(action, table.param_names), own[e]):
           self.assertIn(value, allowed)
+
+  def test_prompt_bucket_padding_does_not_change_an_episode(self):
+    prompts = [self.prompts[i] for i in self.ids]
+    tokens, mask = rollout.prompt_batch(prompts, self.tok.pad_id)
+    longest = max(map(len, prompts))
+    self.assertEqual(tokens.shape[1] % rollout.PROMPT_LENGTH_MULTIPLE, 0)
+    self.assertGreater(tokens.shape[1], longest)  # else the comparison below is vacuous
+    exact_tokens, exact_mask = sampler_lib.left_pad(prompts, self.tok.pad_id)
+    self.assertEqual(exact_tokens.shape[1], longest)
+    np.testing.assert_array_equal(tokens[:, -longest:], exact_tokens)
+    run = rollout.jit_rollout(self.graphdef, self.config,
+                              rollout.RolloutConfig(turn_tokens=60, temperature=0.0,
+                                                    think_tokens=8),
+                              rollout.stop_token(self.tok))
+    ids = jnp.asarray(self.ids)
+    bucketed, exact = (jax.device_get(run(self.params, self.env_params, ids, t, m,
+                                          jax.random.key(0)))
+                       for t, m in ((tokens, mask), (exact_tokens, exact_mask)))
+    np.testing.assert_array_equal(bucketed.history, exact.history)
+    np.testing.assert_array_equal(bucketed.turn_lengths, exact.turn_lengths)
+    for row in range(len(self.ids)):
+      np.testing.assert_array_equal(bucketed.tokens[row][bucketed.input_mask[row]],
+                                    exact.tokens[row][exact.input_mask[row]])
+
+  def test_rollouts_of_one_graph_share_their_compilation(self):
+    config = rollout.RolloutConfig(turn_tokens=60, temperature=1.0, think_tokens=12)
+    first, second = (rollout.jit_rollout(self.graphdef, self.config, config,
+                                         rollout.stop_token(self.tok)) for _ in range(2))
+    tokens, mask = rollout.prompt_batch(self.prompts[:1], self.tok.pad_id)
+    args = (self.env_params, jnp.zeros(1, jnp.int32), tokens, mask, jax.random.key(0))
+    compiled = rollout._jitted_rollout._cache_size()  # pylint: disable=protected-access
+    first(self.params, *args)
+    self.assertEqual(rollout._jitted_rollout._cache_size(), compiled + 1)  # pylint: disable=protected-access
+    second(jax.tree_util.tree_map(lambda x: x * 0.5, self.params), *args)
+    self.assertEqual(rollout._jitted_rollout._cache_size(), compiled + 1)  # pylint: disable=protected-access
 
   def test_turn_too_short_for_the_action_is_an_error(self):
     tokens, mask = rollout.prompt_batch(self.prompts[:1], self.tok.pad_id)

@@ -11,6 +11,7 @@ iterations hold the parameters and optimizer state; a crashed run resumes from t
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import time
@@ -43,6 +44,10 @@ def sequence_log_probs(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Ar
   positions = transformer.default_positions(input_mask)
   logits, _ = transformer.forward(graphdef, params, tokens, positions, input_mask)
   return losses.token_log_probs(logits, tokens)
+
+
+# One compilation cache for every trainer of a graph (the rl and rl_only stages).
+_jitted_sequence_log_probs = jax.jit(sequence_log_probs, static_argnums=0)
 
 
 def grpo_loss_fn(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict):
@@ -82,14 +87,18 @@ def parsed_fraction(played: rollout_lib.Rollout, budgets: np.ndarray) -> float:
 
 
 class GrpoTrainer:
-  """Holds the jitted pieces of GRPO for one policy, environment and mesh."""
+  """Holds the jitted pieces of GRPO for one policy graph, environment and mesh (the
+  pipeline's rl and rl_only stages share one, and so compile once)."""
 
   def __init__(self, config: ml_collections.ConfigDict, model_config: ModelConfig,
                graphdef: nnx.GraphDef, env_params: env_lib.EnvParams,
                prompts: Sequence[Sequence[int]], pad_id: int, stop_id: int, mesh: Mesh):
     """
     Args:
-      config: the `rl` fields of a training config.
+      config: the `rl` fields of a training config (group_size, experiments_per_batch,
+        iterations, epochs, minibatches, grad_accum_steps, clip_eps, kl_coef,
+        loss_aggregation, turn_tokens, think_tokens, temperature, top_k, top_p, optimizer
+        fields, log_every, checkpoint_every).
       model_config, graphdef: the policy's architecture.
       env_params: the train experiments' environment.
       prompts: the token ids of each experiment's prompt (index = experiment id).
@@ -99,7 +108,7 @@ class GrpoTrainer:
     self.config = config
     self.graphdef = graphdef
     self.model_config = model_config
-    self.env_params = env_params
+    self.env_params = jax.device_put(env_params)
     self.prompts = [list(p) for p in prompts]
     self.pad_id = pad_id
     self.mesh = mesh
@@ -108,7 +117,7 @@ class GrpoTrainer:
         graphdef, model_config,
         rollout_lib.RolloutConfig(config.turn_tokens, config.temperature, config.top_k or None,
                                   config.top_p or None, config.think_tokens), stop_id)
-    self.score = jax.jit(lambda p, t, m: sequence_log_probs(graphdef, p, t, m))
+    self.score = functools.partial(_jitted_sequence_log_probs, graphdef)
     self._step = None
 
   def _train_step(self, state: train_step.TrainState):
@@ -174,33 +183,23 @@ class GrpoTrainer:
     return state, summary
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-          model_config: ModelConfig, init_params: nnx.State, ref_params: nnx.State,
-          env_params: env_lib.EnvParams, prompts: Sequence[Sequence[int]], pad_id: int,
-          stop_id: int, tokenizer_blob: bytes, mesh: Mesh, seed: int = 0) -> nnx.State:
+def train(trainer: GrpoTrainer, workdir: str | os.PathLike, init_params: nnx.State,
+          ref_params: nnx.State, tokenizer_blob: bytes, seed: int = 0) -> nnx.State:
   """Runs (or resumes) GRPO from `init_params`; returns the final parameters.
 
   Args:
-    config: the `rl` fields (group_size, experiments_per_batch, iterations, epochs,
-      minibatches, grad_accum_steps, clip_eps, kl_coef, loss_aggregation, turn_tokens,
-      think_tokens,
-      temperature, top_k, top_p, optimizer fields, log_every, checkpoint_every).
+    trainer: the policy graph, environment, mesh and `rl` config (iterations, log_every,
+      checkpoint_every); stages that share one share its compilations.
     workdir: checkpoints in `<workdir>/checkpoints`, metrics in `<workdir>/metrics.jsonl`.
-    model_config: the policy's architecture.
     init_params: the starting policy (the distilled one, or a fresh one for RL only).
     ref_params: the KL reference policy.
-    env_params, prompts: the train experiments and their prompt tokens.
-    pad_id, stop_id: padding and end-of-turn tokens.
     tokenizer_blob: saved with every checkpoint.
-    mesh: the device mesh.
     seed: fixes experiment choice and sampling.
   """
+  config, model_config, mesh = trainer.config, trainer.model_config, trainer.mesh
   workdir = pathlib.Path(workdir)
-  graphdef, _ = transformer.abstract_model(model_config)
   params = sharding_lib.shard_params(init_params, mesh)
   ref_params = sharding_lib.shard_params(ref_params, mesh)
-  trainer = GrpoTrainer(config, model_config, graphdef, jax.device_put(env_params), prompts,
-                        pad_id, stop_id, mesh)
   state = jax.jit(train_step.init_state, static_argnums=1)(params, trainer.optimizer)
   manager = checkpoint_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=2)
   # A checkpoint's step counts iterations, each of epochs x minibatches optimizer steps.

@@ -109,9 +109,9 @@ class LargeConfigCompileTest(absltest.TestCase):
 
     configs = pathlib.Path(__file__).parents[1] / "configs"
     default = config_files.load_module(configs / "mtrl.py").get_config()
-    self.assertEqual(default.rl.total_steps, 6 * 1 * 2)
-    default.rl.iterations = 12  # what --config.rl.iterations=12 does
     self.assertEqual(default.rl.total_steps, 12 * 1 * 2)
+    default.rl.iterations = 20  # what --config.rl.iterations=20 does
+    self.assertEqual(default.rl.total_steps, 20 * 1 * 2)
     gemma = config_files.load_module(configs / "mtrl_gemma3_270m.py").get_config()
     self.assertEqual(gemma.rl.total_steps, 400 * 1 * 2)
 

@@ -70,6 +70,10 @@ class Rollout:
     tokens: int32[B, L] prompt, turns and feedback; pad elsewhere.
     input_mask: bool[B, L] real tokens.
     loss_mask: float32[B, L] 1 on the agent's sampled tokens.
+    choice_mask: float32[B, L] 1 on the agent's tokens where the grammar allowed more than
+      one token: GRPO's loss covers these only, since a forced token (a parameter name, a
+      separator) carries no decision, and pushing its probability down after a bad episode
+      only moves the policy away from the reference where sampling cannot follow.
     logprobs: float32[B, L] each sampled token's log-probability under the sampling model
       (temperature 1, no grammar), 0 elsewhere.
     rewards: float32[B] the episode's summed environment reward.
@@ -80,6 +84,7 @@ class Rollout:
   tokens: Int[Array, "B L"]
   input_mask: Bool[Array, "B L"]
   loss_mask: Float[Array, "B L"]
+  choice_mask: Float[Array, "B L"]
   logprobs: Float[Array, "B L"]
   rewards: Float[Array, " B"]
   history: Int[Array, "B T"]
@@ -168,6 +173,7 @@ def rollout(graphdef: nnx.GraphDef, params: nnx.State, model_config: ModelConfig
                               jnp.full((batch, pad_to), pad_id, jnp.int32)], axis=1),
       input_mask=jnp.concatenate([prompt_mask, jnp.zeros((batch, pad_to), bool)], axis=1),
       loss_mask=jnp.zeros((batch, length), jnp.float32),
+      choice_mask=jnp.zeros((batch, length), jnp.float32),
       logprobs=jnp.zeros((batch, length), jnp.float32),
       rewards=jnp.zeros((batch,), jnp.float32))
 
@@ -189,6 +195,8 @@ def rollout(graphdef: nnx.GraphDef, params: nnx.State, model_config: ModelConfig
     tokens = _write_rows(carry["tokens"], jnp.where(in_turn, out.tokens, pad_id), offset)
     input_mask = _write_rows(carry["input_mask"], in_turn, offset)
     loss_mask = _write_rows(carry["loss_mask"], in_turn.astype(jnp.float32), offset)
+    choice_mask = _write_rows(carry["choice_mask"],
+                              (in_turn & ~out.forced).astype(jnp.float32), offset)
     logprobs = _write_rows(carry["logprobs"], jnp.where(in_turn, out.logprobs, 0.0), offset)
     offset = offset + turn_len
     in_fb = jnp.arange(feedback_len) < fb_len[:, None]
@@ -208,12 +216,13 @@ def rollout(graphdef: nnx.GraphDef, params: nnx.State, model_config: ModelConfig
     positions = jnp.where(active, start + 1 + fb_len, carry["positions"])
     new = dict(cache=cache, logits=next_logits, positions=positions, env_state=env_state,
                offset=offset, tokens=tokens, input_mask=input_mask, loss_mask=loss_mask,
-               logprobs=logprobs, rewards=carry["rewards"] + reward)
+               choice_mask=choice_mask, logprobs=logprobs, rewards=carry["rewards"] + reward)
     return new, turn_len
 
   carry, turn_lengths = jax.lax.scan(turn, carry, jax.random.split(key, turns))
   return Rollout(tokens=carry["tokens"], input_mask=carry["input_mask"],
-                 loss_mask=carry["loss_mask"], logprobs=carry["logprobs"],
+                 loss_mask=carry["loss_mask"], choice_mask=carry["choice_mask"],
+                 logprobs=carry["logprobs"],
                  rewards=carry["rewards"], history=carry["env_state"].history,
                  turn_lengths=turn_lengths.T)
 

@@ -74,6 +74,8 @@ class SampleOutput:
     tokens: [B, N] sampled ids; after a sequence's stop token, pad ids.
     logprobs: [B, N] log-probability of each sampled token under the model's own
       distribution (temperature 1, no top-k/top-p/grammar), 0 after the stop.
+    forced: [B, N] True where the grammar allowed one token only (a parameter name, a
+      separator, `<execute>` after the reasoning's limit): the sequence had no choice there.
     lengths: [B] generated tokens per sequence, its stop token included.
     done: [B] whether the sequence emitted a stop token.
     grammar_state: [B] the FSM state after the last token.
@@ -83,6 +85,7 @@ class SampleOutput:
   """
   tokens: Int[Array, "B N"]
   logprobs: Float[Array, "B N"]
+  forced: Bool[Array, "B N"]
   lengths: Int[Array, "B"]
   done: Bool[Array, "B"]
   grammar_state: Int[Array, "B"]
@@ -97,6 +100,7 @@ class _LoopState:
   positions: Int[Array, "B"]
   tokens: Int[Array, "B N"]
   logprobs: Float[Array, "B N"]
+  forced: Bool[Array, "B N"]
   done: Bool[Array, "B"]
   grammar_state: Int[Array, "B"]
   free_tokens: Int[Array, "B"]
@@ -175,6 +179,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
   def pick(logits, state: _LoopState) -> _LoopState:
     masked = logits
     free_tokens = state.free_tokens
+    forced = jnp.zeros(logits.shape[:1], bool)
     if grammar is not None:
       allowed = token_fsm.allowed_tokens(grammar.fsm, state.grammar_state, grammar.live)
       if limit_free:
@@ -184,6 +189,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
                             jnp.arange(logits.shape[-1]) == grammar.force_id, allowed)
         free_tokens = free_tokens + (in_free & ~state.done)
       masked = jnp.where(allowed, logits, -jnp.inf)
+      forced = jnp.sum(allowed, axis=-1) == 1
     token = sample_logits(masked, jax.random.fold_in(key, state.step), sampling)
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], -1)[:, 0]
     token = jnp.where(state.done, pad_id, token)
@@ -197,6 +203,7 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
         last_token=token, last_real=~done,
         tokens=state.tokens.at[:, state.step].set(token),
         logprobs=state.logprobs.at[:, state.step].set(logprob),
+        forced=state.forced.at[:, state.step].set(forced & ~state.done),
         done=done, grammar_state=gstate, free_tokens=free_tokens, step=state.step + 1)
 
   def body(state: _LoopState) -> _LoopState:
@@ -213,14 +220,15 @@ def decode(graphdef: nnx.GraphDef, params: nnx.State, logits: Float[Array, "B V"
       step=jnp.zeros((), jnp.int32), last_token=jnp.zeros((batch,), jnp.int32),
       last_real=jnp.zeros((batch,), bool),
       positions=positions, tokens=jnp.full((batch, steps), pad_id, jnp.int32),
-      logprobs=jnp.zeros((batch, steps), jnp.float32), done=jnp.zeros((batch,), bool),
-      grammar_state=grammar_state.astype(jnp.int32), free_tokens=jnp.zeros((batch,), jnp.int32),
-      cache=cache)
+      logprobs=jnp.zeros((batch, steps), jnp.float32), forced=jnp.zeros((batch, steps), bool),
+      done=jnp.zeros((batch,), bool), grammar_state=grammar_state.astype(jnp.int32),
+      free_tokens=jnp.zeros((batch,), jnp.int32), cache=cache)
   state = jax.lax.while_loop(cond, body, pick(logits, state))
   first_stop = jnp.argmax(jnp.isin(state.tokens, stop_ids), axis=1)
   lengths = jnp.where(state.done, first_stop + 1, state.step)
-  return SampleOutput(tokens=state.tokens, logprobs=state.logprobs, lengths=lengths,
-                      done=state.done, grammar_state=state.grammar_state, cache=state.cache)
+  return SampleOutput(tokens=state.tokens, logprobs=state.logprobs, forced=state.forced,
+                      lengths=lengths, done=state.done, grammar_state=state.grammar_state,
+                      cache=state.cache)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, multiple: int = 1

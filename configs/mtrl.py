@@ -5,7 +5,7 @@
 Curation, trajectory simulation, SFT of the small model trained from scratch, GRPO from the
 distilled policy (agent sft_rl) and from a fresh one (agent rl_only), and an evaluation of
 sft, rl_only and sft_rl against the baselines on the test split. On a 2-core CPU it finishes
-in at most 20 minutes (12.1 measured); memory: 4.5 GB peak resident (/usr/bin/time -v).
+in at most 20 minutes (10.8 measured); memory: 4.6 GB peak resident (/usr/bin/time -v).
 """
 
 import ml_collections

@@ -119,6 +119,31 @@ class RolloutTest(absltest.TestCase):
         for value, allowed in zip(protocol.parse_action(action, table.param_names), own[e]):
           self.assertIn(value, allowed)
 
+  def test_choice_mask_leaves_out_the_forced_tokens(self):
+    r = self.result
+    self.assertTrue(np.all(r.choice_mask <= r.loss_mask))
+    table = self.tables[self.experiments[0].task]
+    checked = 0
+    for row in range(len(self.ids)):
+      agent = r.loss_mask[row] > 0
+      tokens = r.tokens[row]
+      # Split the row's agent tokens into turns; in a turn whose action was written, the
+      # parameter names are forced and the values (several candidates) are chosen.
+      starts = np.flatnonzero(agent & ~np.concatenate([[False], agent[:-1]]))
+      for start in starts:
+        end = start + np.argmin(agent[start:]) if not agent[start:].all() else len(agent)
+        turn = tokens[start:end].tolist()
+        text = self.tok.decode(turn)
+        if not re.search(r"<execute>.*</execute>", text):
+          continue
+        forced = [t for t, c in zip(turn, r.choice_mask[row, start:end]) if c == 0]
+        forced_text = "".join(self.tok.id_to_piece(t) for t in forced)
+        for name in table.param_names:
+          self.assertIn(name, forced_text, text)
+        self.assertGreater(r.choice_mask[row, start:end].sum(), 0, text)
+        checked += 1
+    self.assertGreater(checked, 0, "no action was written: the check is vacuous")
+
   def test_prompt_bucket_padding_does_not_change_an_episode(self):
     prompts = [self.prompts[i] for i in self.ids]
     tokens, mask = rollout.prompt_batch(prompts, self.tok.pad_id)

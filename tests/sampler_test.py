@@ -92,13 +92,17 @@ class SamplerTest(absltest.TestCase):
     grammar = sampler_lib.Grammar(jax.tree.map(jnp.asarray, fsm))
     out = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(
         max_new_tokens=12, temperature=1.0), key=jax.random.key(5), grammar=grammar)
-    for row, final_state in zip(np.asarray(out.tokens), np.asarray(out.grammar_state)):
+    for row, forced, final_state in zip(np.asarray(out.tokens), np.asarray(out.forced),
+                                        np.asarray(out.grammar_state)):
       state = 0
-      for token in row:
+      for token, was_forced in zip(row, forced):
         self.assertIn(token, allowed[state], f"token {token} in state {state}: {row}")
+        self.assertEqual(was_forced, len(allowed[state]) == 1)
         state = {(0, 3): 1, (1, 5): 0}.get((state, int(token)), state)
       self.assertEqual(state, final_state)
     self.assertIn(3, np.asarray(out.tokens))  # the sampler does visit both states
+    free = self.sampler(self.params, PROMPTS, sampler_lib.SamplingParams(max_new_tokens=4))
+    self.assertFalse(np.any(np.asarray(free.forced)))  # without a grammar nothing is forced
     self.assertEqual(out.grammar_state.shape, (2,))
 
   def test_live_states_restrict_each_row(self):

@@ -5,7 +5,8 @@ One iteration: pick `experiments_per_batch` train experiments (from the seed and
 iteration, so a resumed run picks the same), play `group_size` episodes of each with the
 current policy (`autollm_jax.rollout`), score the log-probabilities of the sampled tokens
 under the current ("old") and the reference policy, then run `epochs` passes of
-`minibatches` optimizer steps on the GRPO loss. Checkpoints every `checkpoint_every`
+`minibatches` optimizer steps on the GRPO loss, over the agent's tokens where the action
+grammar left a choice (`Rollout.choice_mask`). Checkpoints every `checkpoint_every`
 iterations hold the parameters and optimizer state; a crashed run resumes from the newest.
 """
 
@@ -146,7 +147,7 @@ class GrpoTrainer:
     advantages = grpo_loss.group_advantages(rewards).reshape(-1)
     length = used_length(jax.device_get(played.input_mask))
     tokens, input_mask, loss_mask = (x[:, :length] for x in (
-        played.tokens, played.input_mask, played.loss_mask))
+        played.tokens, played.input_mask, played.choice_mask))
     old_logp = self.score(state.params, tokens, input_mask)
     ref_logp = self.score(ref_params, tokens, input_mask)
     jax.block_until_ready(ref_logp)
@@ -177,6 +178,7 @@ class GrpoTrainer:
         parsed_fraction=parsed_fraction(played, self.env_params.budget[ids].repeat(
             c.group_size)),
         agent_tokens=agent_tokens,
+        choice_fraction=float(jnp.sum(played.choice_mask)) / max(agent_tokens, 1.0),
         rollout_seconds=rollout_seconds,
         rollout_tokens_per_s=agent_tokens / rollout_seconds,
         seconds=time.perf_counter() - start)

@@ -23,6 +23,13 @@ from autollm_jax.model import transformer
 from autollm_jax.training import losses
 
 
+def _runs(flags: np.ndarray) -> list[tuple[bool, int, int]]:
+  """(flag, start, end) of each maximal run of equal values in a bool[L] array."""
+  edges = np.flatnonzero(np.diff(flags.astype(np.int8))) + 1
+  bounds = [0, *edges.tolist(), len(flags)]
+  return [(bool(flags[a]), a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 class RolloutTest(absltest.TestCase):
 
   @classmethod
@@ -62,14 +69,7 @@ class RolloutTest(absltest.TestCase):
       real = r.tokens[row][r.input_mask[row]].tolist()
       agent = r.loss_mask[row][r.input_mask[row]] > 0
       # Split the episode into its turns (agent runs) and the feedback after each.
-      pieces, current, kind = [], [], None
-      for token, is_agent in zip(real, agent):
-        if kind is not None and is_agent != kind:
-          pieces.append((kind, current))
-          current = []
-        kind = bool(is_agent)
-        current.append(token)
-      pieces.append((kind, current))
+      pieces = [(k, real[a:b]) for k, a, b in _runs(agent)]
       turns = [p for k, p in pieces if k]
       feedbacks = [p for k, p in pieces if not k][1:]  # the first non-agent piece: the prompt
       self.assertLen(turns, experiment.budget)
@@ -125,14 +125,12 @@ class RolloutTest(absltest.TestCase):
     table = self.tables[self.experiments[0].task]
     checked = 0
     for row in range(len(self.ids)):
-      agent = r.loss_mask[row] > 0
-      tokens = r.tokens[row]
-      # Split the row's agent tokens into turns; in a turn whose action was written, the
-      # parameter names are forced and the values (several candidates) are chosen.
-      starts = np.flatnonzero(agent & ~np.concatenate([[False], agent[:-1]]))
-      for start in starts:
-        end = start + np.argmin(agent[start:]) if not agent[start:].all() else len(agent)
-        turn = tokens[start:end].tolist()
+      # In a turn whose action was written, the parameter names are forced and the values
+      # (several candidates) are chosen.
+      for is_agent, start, end in _runs(r.loss_mask[row] > 0):
+        if not is_agent:
+          continue
+        turn = r.tokens[row, start:end].tolist()
         text = self.tok.decode(turn)
         if not re.search(r"<execute>.*</execute>", text):
           continue

@@ -55,6 +55,9 @@ AVERAGE_METRICS = ("metric_avg_id+ood", "metric_avg_id", "metric_avg_ood")
 CONTEXT_SUBSETS = 3
 CANDIDATE_SUBSETS = 3
 CANDIDATE_SUBSET_FRACTION = 0.6
+ROW_SUBSETS = 0
+ROW_SUBSET_FRACTIONS = (0.05, 0.5)  # the range a row subset's share of each fidelity is drawn in
+MIN_ROWS = 4
 
 
 def _steplaw_test_targets(table: TaskTable) -> tuple[int, ...]:
@@ -193,8 +196,26 @@ def _context_subsets(context: Sequence[int], rng: np.random.Generator
   return [(tag, subset) for subset, tag in out.items()]
 
 
+def _row_subsets(table: TaskTable, context_rows: np.ndarray, rng: np.random.Generator,
+                 count: int) -> list[tuple[str, np.ndarray]]:
+  """`count` random subsets of the cheap runs, each keeping a share (drawn in
+  ROW_SUBSET_FRACTIONS, at least MIN_ROWS runs) of every cheap fidelity's runs: the best run
+  shown moves from one subset to the next, so the prompt, not the target's name, says where
+  to start."""
+  out = []
+  for i in range(count):
+    share = rng.uniform(*ROW_SUBSET_FRACTIONS)
+    keep = []
+    for f in np.unique(table.fidelity_index[context_rows]):
+      rows = context_rows[table.fidelity_index[context_rows] == f]
+      n = min(len(rows), max(MIN_ROWS, round(share * len(rows))))
+      keep.append(rng.choice(rows, size=n, replace=False))
+    out.append((f"rows{i}", np.sort(np.concatenate(keep))))
+  return out
+
+
 def _curate_table(table: TaskTable, rng: np.random.Generator, target_fidelity: str | None,
-                  candidate_subsets: int) -> list[Experiment]:
+                  candidate_subsets: int, row_subsets: int) -> list[Experiment]:
   tests = test_targets(table, target_fidelity)
   out = []
   for target in tests:
@@ -221,18 +242,26 @@ def _curate_table(table: TaskTable, rng: np.random.Generator, target_fidelity: s
           if _worth_solving(table, metric, cand):
             out.append(_experiment(table, "train", target, ctx, metric,
                                    int(rng.integers(1, MAX_BUDGET + 1)), cand, cap, q, tag))
+        if row_subsets and _worth_solving(table, metric, rows):
+          all_rows = np.flatnonzero(np.isin(table.fidelity_index, context))
+          for tag, shown in _row_subsets(table, all_rows, rng, row_subsets):
+            out.append(dataclasses.replace(
+                _experiment(table, "train", target, context, metric,
+                            int(rng.integers(1, MAX_BUDGET + 1)), rows, cap, q, tag),
+                context_rows=shown))
   return out
 
 
 def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | None = None,
-           candidate_subsets: int = CANDIDATE_SUBSETS) -> list[Experiment]:
+           candidate_subsets: int = CANDIDATE_SUBSETS, row_subsets: int = ROW_SUBSETS
+           ) -> list[Experiment]:
   """The train and test experiments of every table (filter them by `.split`).
 
   Test experiments target each task's highest fidelities (`test_targets`), see only strictly
   cheaper fidelities that are not themselves test targets, and have budget MAX_BUDGET. Train
   experiments target the other fidelities from still cheaper ones (never a test fidelity, as
   target or context) and are augmented with subsets of the cheap fidelities, subsets and crops
-  of the candidate set, and every metric of the task. Tables with a parameter-count aux column
+  of the candidate set, subsets of the cheap runs (if asked), and every metric of the task. Tables with a parameter-count aux column
   (architectures) get parameter budgets: only architectures at or under a quantile of the
   target's parameter counts are candidates. Deterministic given `seed`.
 
@@ -242,13 +271,15 @@ def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | No
     target_fidelity: the test target's name, in place of each table's default.
     candidate_subsets: candidate-set augmentations per train target and budget (random
       subsets and range crops, alternately); the test split does not depend on it.
+    row_subsets: cheap-run augmentations per train target and budget (random subsets of
+      every cheap fidelity's runs, see `_row_subsets`); the test split does not depend on it.
   Returns:
     Test experiments first, then train experiments, per table in the given order.
   """
   rng = np.random.default_rng(seed)
   out = []
   for table in tables:
-    out.extend(_curate_table(table, rng, target_fidelity, candidate_subsets))
+    out.extend(_curate_table(table, rng, target_fidelity, candidate_subsets, row_subsets))
   names = [e.name for e in out]
   if len(set(names)) != len(names):
     raise ValueError("experiment names collide; pass tables with distinct names")

@@ -81,6 +81,9 @@ def check_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     ValueError: naming the field and the fix.
   """
   stages = parse_stages(config.stages)
+  if config.simulation.teacher_sees not in ("prompt", "all"):
+    raise ValueError(f"config.simulation.teacher_sees: {config.simulation.teacher_sees!r}; "
+                     f"write 'prompt' (the cheap runs the prompt shows) or 'all'")
   if "evaluate" in stages:
     baselines = [n for n in agents_lib.names() if not agents_lib.takes_checkpoint(n)]
     for name in config.eval.agents:
@@ -111,7 +114,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   data_dir = config.data.gym_data_dir or None
   tables = {name: tasks.load_task(name, data_dir) for name in config.data.tasks}
   curated = experiments_lib.curate(list(tables.values()), seed=config.data.curation_seed,
-                                   candidate_subsets=config.data.candidate_subsets)
+                                   candidate_subsets=config.data.candidate_subsets,
+                                   row_subsets=config.data.row_subsets)
   settings = policy_lib.PolicySettings(
       max_prompt_rows=config.data.max_prompt_rows,
       max_context_fidelities=config.data.max_context_fidelities,
@@ -144,7 +148,8 @@ def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup,
     episodes = trajectories.simulate(teacher_lib.Teacher(config.simulation.reasoning),
                                      s.train, s.tables,
                                      config.simulation.seeds, config.simulation.budgets,
-                                     config.data.max_prompt_rows)
+                                     config.data.max_prompt_rows,
+                                     config.simulation.teacher_sees == "prompt")
     if tokenizer is None:
       tokenizer = sp_tokenizer.train_sentencepiece([e.text for e in episodes],
                                                    config.tokenizer.vocab_size)
@@ -155,6 +160,7 @@ def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup,
                        "seeds": list(config.simulation.seeds),
                        "budgets": list(config.simulation.budgets),
                        "reasoning": config.simulation.reasoning,
+                       "teacher_sees": config.simulation.teacher_sees,
                        "max_prompt_rows": config.data.max_prompt_rows})
   saved = tokenizer_path.read_bytes()
   if tokenizer is None:

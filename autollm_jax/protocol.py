@@ -173,6 +173,29 @@ def select_rows(minimized: np.ndarray, max_rows: int) -> tuple[np.ndarray, str]:
   return np.concatenate([order[:n_best], spread]), text + f" of {n} runs, best first"
 
 
+def shown_context(table: TaskTable, experiment: Experiment, max_rows: int
+                  ) -> list[tuple[int, np.ndarray, str]]:
+  """The cheap runs a prompt shows: per context fidelity, (fidelity index, int[k] TaskTable
+  rows best first, the text that says which runs these are). Under a parameter budget only
+  the runs within its quantile of the fidelity's parameter counts are candidates for showing.
+  """
+  metric = table.metric(experiment.metric)
+  column = table.metric_column(experiment.metric)
+  context_rows = np.asarray(experiment.context_rows)
+  out = []
+  for fidelity in experiment.context_fidelities:
+    rows = context_rows[table.fidelity_index[context_rows] == fidelity]
+    within = ""
+    if experiment.budget_quantile is not None and PARAM_COUNT_AUX in table.aux_names:
+      counts = table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)]
+      rows = rows[within_quantile(counts, experiment.budget_quantile)]
+      within = (f" the runs at or under its {100 * experiment.budget_quantile:.0f}th "
+                f"percentile of parameter counts;")
+    shown, how = select_rows(metric.sign() * table.outcomes[rows, column], max_rows)
+    out.append((int(fidelity), rows[shown], f"{within} {how}"))
+  return out
+
+
 def _fidelity_text(table: TaskTable, fidelity: int) -> str:
   """The fidelity's name, and its numeric scale unless the name already spells it out (the
   CSV tasks name a fidelity by its scale columns: `N=2.147e+08,D=4.000e+09`)."""
@@ -214,20 +237,10 @@ def render_prompt(table: TaskTable, experiment: Experiment, max_rows: int = 16) 
   lines.append(f"{TARGET} {_fidelity_text(table, experiment.target_fidelity)}: "
                f"{len(candidates)} candidate configurations.{cap} Parameters: {ranges}. "
                f"Budget: {experiment.budget} trials.")
-  context_rows = np.asarray(experiment.context_rows)
-  for fidelity in experiment.context_fidelities:
-    rows = context_rows[table.fidelity_index[context_rows] == fidelity]
-    within = ""
-    if experiment.budget_quantile is not None and PARAM_COUNT_AUX in table.aux_names:
-      counts = table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)]
-      rows = rows[within_quantile(counts, experiment.budget_quantile)]
-      within = (f" the runs at or under its {100 * experiment.budget_quantile:.0f}th "
-                f"percentile of parameter counts;")
-    outcomes = table.outcomes[rows, column]
-    shown, how = select_rows(metric.sign() * outcomes, max_rows)
-    lines.append(f"{CHEAP} {_fidelity_text(table, fidelity)}:{within} {how}.")
-    for i in shown:
+  for fidelity, rows, how in shown_context(table, experiment, max_rows):
+    lines.append(f"{CHEAP} {_fidelity_text(table, fidelity)}:{how}.")
+    for row in rows:
       values = " ".join(f"{p.name}={format_param(v)}"
-                        for p, v in zip(table.params, table.configs[rows[i]]))
-      lines.append(f"{values} {metric.name}={format_outcome(outcomes[i])}")
+                        for p, v in zip(table.params, table.configs[row]))
+      lines.append(f"{values} {metric.name}={format_outcome(table.outcomes[row, column])}")
   return "\n".join(lines) + "\n"

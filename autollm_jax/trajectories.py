@@ -50,10 +50,14 @@ class TextEpisode:
 
 
 def play(agent: base.Agent, experiment: Experiment, table: TaskTable, seed: int,
-         max_rows: int) -> TextEpisode:
-  """Plays one episode of `agent` through the reference environment, recording the text."""
+         max_rows: int, sees_prompt: bool = False) -> TextEpisode:
+  """Plays one episode of `agent` through the reference environment, recording the text.
+
+  With `sees_prompt` the agent observes only the cheap runs the prompt shows, so that its
+  every action follows from the text a policy is trained on; else every cheap run.
+  """
   env = reference_env.ReferenceEnv(table, experiment)
-  obs = base.Observation.from_experiment(experiment, table)
+  obs = base.Observation.from_experiment(experiment, table, max_rows if sees_prompt else None)
   rng = np.random.default_rng(episode_seed(experiment, seed))
   pieces = [(env.prompt(max_rows), False)]
   history: list[base.Trial] = []
@@ -72,9 +76,10 @@ def play(agent: base.Agent, experiment: Experiment, table: TaskTable, seed: int,
 
 def simulate(agent: base.Agent, experiments: Sequence[Experiment],
              tables: Mapping[str, TaskTable], seeds: Sequence[int], budgets: Sequence[int],
-             max_rows: int) -> list[TextEpisode]:
-  """Every (experiment, budget, seed) episode of `agent`, in that order."""
-  return [play(agent, dataclasses.replace(e, budget=b), tables[e.task], s, max_rows)
+             max_rows: int, sees_prompt: bool = False) -> list[TextEpisode]:
+  """Every (experiment, budget, seed) episode of `agent` (see `play`), in that order."""
+  return [play(agent, dataclasses.replace(e, budget=b), tables[e.task], s, max_rows,
+               sees_prompt)
           for e in experiments for b in budgets for s in seeds]
 
 

@@ -83,6 +83,23 @@ class SyntheticCurationTest(parameterized.TestCase):
     names = [e.name for e in more]
     self.assertLen(set(names), len(names))
 
+  def test_row_subsets_show_part_of_every_cheap_fidelity(self):
+    more = experiments.curate([self.table], seed=0, row_subsets=2)
+    self.assertEqual([e.name for e in _split(more, "test")],
+                     [e.name for e in _split(self.exps, "test")])
+    subsets = [e for e in _split(more, "train") if e.name.endswith(("/rows0", "/rows1"))]
+    self.assertNotEmpty(subsets)
+    for e in subsets:
+      full = np.flatnonzero(np.isin(self.table.fidelity_index, e.context_fidelities))
+      self.assertTrue(np.all(np.isin(e.context_rows, full)))
+      self.assertLess(len(e.context_rows), len(full))
+      for f in e.context_fidelities:
+        shown = np.sum(self.table.fidelity_index[e.context_rows] == f)
+        self.assertGreaterEqual(shown, min(experiments.MIN_ROWS,
+                                           np.sum(self.table.fidelity_index == f)))
+    names = [e.name for e in more]
+    self.assertLen(set(names), len(names))
+
   def test_names_are_unique(self):
     names = [e.name for e in self.exps]
     self.assertLen(set(names), len(names))

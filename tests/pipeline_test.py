@@ -44,6 +44,13 @@ class CheckConfigTest(absltest.TestCase):
                                     r"random, topk, teacher.*sft, sft_rl, rl_only"):
           pipeline.check_config(config)
 
+  def test_what_the_teacher_sees_is_checked(self):
+    config = mtrl_config()
+    config.simulation.teacher_sees = "prompts"
+    with self.assertRaisesRegex(ValueError, r"config\.simulation\.teacher_sees: 'prompts'; "
+                                r"write 'prompt' .* or 'all'"):
+      pipeline.check_config(config)
+
   def test_agents_are_not_checked_without_the_evaluate_stage(self):
     config = mtrl_config()
     config.stages = "simulate,sft"

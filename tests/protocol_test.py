@@ -8,6 +8,7 @@ from absl.testing import parameterized
 import numpy as np
 
 from autollm_jax import protocol
+from autollm_jax.agents import base
 from autollm_jax.experiments import Experiment
 from autollm_jax.gym.table import Metric, Param, TaskTable
 
@@ -160,6 +161,26 @@ class PromptTest(absltest.TestCase):
     self.assertEqual(shown, {tuple(float(protocol.format_param(v)) for v in c)
                              for c in table.configs[:6]})
     self.assertEqual(lines[9], "")
+
+  def test_observation_of_the_prompt_holds_the_runs_it_shows(self):
+    table = _table()
+    n = len(table.rows(0))
+    counts = np.tile(np.arange(n, dtype=np.float64), 2)
+    table = dataclasses.replace(table, aux_names=("n_params",), aux=counts[:, None])
+    experiment = Experiment(
+        name="toy/large/p50", task="toy", split="test", target_fidelity=1,
+        context_fidelities=(0,), metric="acc", budget=3, candidate_rows=table.rows(1)[:7],
+        context_rows=table.rows(0), param_budget=12.0, budget_quantile=0.5)
+    full = base.Observation.from_experiment(experiment, table).context[0]
+    # Counts 0..23: the median is 11.5, so rows 0..11 are within the budget.
+    np.testing.assert_array_equal(full.in_budget, np.arange(n) < 12)
+    seen = base.Observation.from_experiment(experiment, table, max_rows=4).context[0]
+    lines = protocol.render_prompt(table, experiment, max_rows=4).split("\n")
+    shown = [[float(v) for v in re.findall(r"=(\S+)", row)[:3]] for row in lines[3:7]]
+    np.testing.assert_allclose(seen.configs, shown, rtol=5e-3)
+    self.assertTrue(np.all(seen.aux["n_params"] < 12))
+    self.assertTrue(np.all(seen.in_budget))
+    self.assertEqual(lines[7], "")
 
 
 if __name__ == "__main__":

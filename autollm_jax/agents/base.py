@@ -20,6 +20,7 @@ import numpy as np
 
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import matching
+from autollm_jax import protocol
 from autollm_jax.experiments import PARAM_COUNT_AUX, Experiment
 from autollm_jax.gym.table import Metric, Param, TaskTable
 
@@ -39,6 +40,9 @@ class CheapResults:
     outcomes: float64[m] the experiment's metric, as measured.
     y: float64[m] sign * outcomes: lower is better whatever the metric's direction.
     aux: name -> float64[m] the task's aux columns at these rows.
+    in_budget: bool[m] the rows within the experiment's parameter-budget quantile of this
+      fidelity's parameter counts (all True without a budget), decided over every run of the
+      fidelity even where only some are given.
   """
 
   name: str
@@ -47,6 +51,7 @@ class CheapResults:
   outcomes: np.ndarray
   y: np.ndarray
   aux: Mapping[str, np.ndarray]
+  in_budget: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,18 +88,30 @@ class Observation:
   budget_quantile: float | None = None
 
   @classmethod
-  def from_experiment(cls, experiment: Experiment, table: TaskTable) -> Observation:
+  def from_experiment(cls, experiment: Experiment, table: TaskTable,
+                      max_rows: int | None = None) -> Observation:
+    """The experiment's observation: every cheap run of its context, or with `max_rows`
+    only the runs its prompt shows (`protocol.shown_context`), as a policy reads them."""
     metric = table.metric(experiment.metric)
     col = table.metric_column(experiment.metric)
+    shown = ({} if max_rows is None else
+             {f: rows for f, rows, _ in protocol.shown_context(table, experiment, max_rows)})
     context = []
     for f in sorted(experiment.context_fidelities,
                     key=lambda f: np.sum(np.log(table.fidelity_scale[f]))):
       rows = experiment.context_rows[table.fidelity_index[experiment.context_rows] == f]
+      in_budget = np.ones(len(rows), bool)
+      if experiment.budget_quantile is not None and PARAM_COUNT_AUX in table.aux_names:
+        in_budget = experiments_lib.within_quantile(
+            table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)], experiment.budget_quantile)
+      if max_rows is not None:
+        rows, in_budget = shown[f], np.ones(len(shown[f]), bool)
       outcomes = table.outcomes[rows, col]
       context.append(CheapResults(
           name=table.fidelity_names[f], scale=table.fidelity_scale[f],
           configs=table.configs[rows], outcomes=outcomes, y=metric.sign() * outcomes,
-          aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)}))
+          aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)},
+          in_budget=in_budget))
     rows = experiment.candidate_rows
     return cls(
         task=table.name, description=table.description, params=table.params, metric=metric,
@@ -217,10 +234,3 @@ def nearest_fidelity(obs: Observation) -> CheapResults:
   """The cheap fidelity closest to the target in log scale."""
   dist = [np.sum((np.log(c.scale) - np.log(obs.target_scale)) ** 2) for c in obs.context]
   return obs.context[int(np.argmin(dist))]
-
-
-def within_budget(obs: Observation, cheap: CheapResults) -> np.ndarray:
-  """bool[m] the cheap rows within the experiment's parameter-budget quantile (all if none)."""
-  if obs.budget_quantile is None or PARAM_COUNT_AUX not in cheap.aux:
-    return np.ones(len(cheap.y), bool)
-  return experiments_lib.within_quantile(cheap.aux[PARAM_COUNT_AUX], obs.budget_quantile)

@@ -112,7 +112,8 @@ def target_observation(table: TaskTable, target_scale: np.ndarray, grid: np.ndar
     context.append(base.CheapResults(
         name=table.fidelity_names[f], scale=table.fidelity_scale[f], configs=table.configs[rows],
         outcomes=table.outcomes[rows, col], y=m.sign() * table.outcomes[rows, col],
-        aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)}))
+        aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)},
+        in_budget=np.ones(len(rows), bool)))
   name = ",".join(f"{n}={v:.3e}" for n, v in zip(table.fidelity_scale_names, target_scale))
   return base.Observation(
       task=table.name, description=table.description, params=table.params, metric=m,

@@ -80,7 +80,7 @@ def _clipped(y: np.ndarray) -> np.ndarray:
 def optimum_location(obs: base.Observation, cheap: base.CheapResults) -> np.ndarray:
   """float64[P] the robust optimum at one cheap fidelity, in each parameter's unit scale
   (categorical parameters: the choice with the most weight among the top configurations)."""
-  rows = np.flatnonzero(base.within_budget(obs, cheap))
+  rows = np.flatnonzero(cheap.in_budget)
   top = rows[np.argsort(cheap.y[rows], kind="stable")[:TOP]]
   weights = np.arange(len(top), 0, -1, dtype=np.float64)
   weights /= weights.sum()

@@ -21,7 +21,7 @@ class TopKTransfer(base.Agent):
               rng: np.random.Generator) -> base.Proposal:
     del rng
     cheap = base.nearest_fidelity(obs)
-    rows = np.flatnonzero(base.within_budget(obs, cheap))
+    rows = np.flatnonzero(cheap.in_budget)
     rows = rows[np.argsort(cheap.y[rows], kind="stable")]
     tried = {t.candidate for t in history}
     for rank, row in enumerate(rows):

@@ -128,6 +128,16 @@ def within_quantile(counts: np.ndarray, quantile: float) -> np.ndarray:
   return counts <= np.quantile(counts, quantile)
 
 
+def budget_mask(table: TaskTable, experiment: Experiment, rows: np.ndarray
+                ) -> np.ndarray | None:
+  """bool[len(rows)] the runs among `rows` (one cheap fidelity's) within the experiment's
+  parameter-budget quantile of their parameter counts; None where no budget applies."""
+  if experiment.budget_quantile is None or PARAM_COUNT_AUX not in table.aux_names:
+    return None
+  return within_quantile(table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)],
+                         experiment.budget_quantile)
+
+
 def _budgeted(table: TaskTable, target: int, quantiles: Sequence[float]
               ) -> list[tuple[np.ndarray, float | None, float | None]]:
   """(candidate rows, parameter budget, quantile) per budget; one unbudgeted entry if the
@@ -261,9 +271,10 @@ def curate(tables: Sequence[TaskTable], seed: int = 0, target_fidelity: str | No
   cheaper fidelities that are not themselves test targets, and have budget MAX_BUDGET. Train
   experiments target the other fidelities from still cheaper ones (never a test fidelity, as
   target or context) and are augmented with subsets of the cheap fidelities, subsets and crops
-  of the candidate set, subsets of the cheap runs (if asked), and every metric of the task. Tables with a parameter-count aux column
-  (architectures) get parameter budgets: only architectures at or under a quantile of the
-  target's parameter counts are candidates. Deterministic given `seed`.
+  of the candidate set, subsets of the cheap runs (if asked), and every metric of the task.
+  Tables with a parameter-count aux column (architectures) get parameter budgets: only
+  architectures at or under a quantile of the target's parameter counts are candidates.
+  Deterministic given `seed`.
 
   Args:
     tables: the tasks.

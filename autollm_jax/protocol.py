@@ -50,7 +50,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autollm_jax.experiments import PARAM_COUNT_AUX, Experiment, within_quantile
+from autollm_jax.experiments import Experiment, budget_mask
 from autollm_jax.gym.table import TaskTable
 
 TASK = "<task>"
@@ -186,9 +186,9 @@ def shown_context(table: TaskTable, experiment: Experiment, max_rows: int
   for fidelity in experiment.context_fidelities:
     rows = context_rows[table.fidelity_index[context_rows] == fidelity]
     within = ""
-    if experiment.budget_quantile is not None and PARAM_COUNT_AUX in table.aux_names:
-      counts = table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)]
-      rows = rows[within_quantile(counts, experiment.budget_quantile)]
+    in_budget = budget_mask(table, experiment, rows)
+    if in_budget is not None:
+      rows = rows[in_budget]
       within = (f" the runs at or under its {100 * experiment.budget_quantile:.0f}th "
                 f"percentile of parameter counts;")
     shown, how = select_rows(metric.sign() * table.outcomes[rows, column], max_rows)

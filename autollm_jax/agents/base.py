@@ -100,12 +100,12 @@ class Observation:
     for f in sorted(experiment.context_fidelities,
                     key=lambda f: np.sum(np.log(table.fidelity_scale[f]))):
       rows = experiment.context_rows[table.fidelity_index[experiment.context_rows] == f]
-      in_budget = np.ones(len(rows), bool)
-      if experiment.budget_quantile is not None and PARAM_COUNT_AUX in table.aux_names:
-        in_budget = experiments_lib.within_quantile(
-            table.aux[rows, table.aux_names.index(PARAM_COUNT_AUX)], experiment.budget_quantile)
-      if max_rows is not None:
-        rows, in_budget = shown[f], np.ones(len(shown[f]), bool)
+      if max_rows is None:
+        in_budget = experiments_lib.budget_mask(table, experiment, rows)
+      else:  # the prompt shows runs within the budget only
+        rows, in_budget = shown[f], None
+      if in_budget is None:
+        in_budget = np.ones(len(rows), bool)
       outcomes = table.outcomes[rows, col]
       context.append(CheapResults(
           name=table.fidelity_names[f], scale=table.fidelity_scale[f],

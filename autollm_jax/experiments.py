@@ -311,6 +311,22 @@ def nearest_context(experiment: Experiment, table: TaskTable, k: int) -> Experim
                              context_rows=rows[np.isin(table.fidelity_index[rows], keep)])
 
 
+def check_budgets(budgets: Sequence[int]) -> None:
+  """Raises ValueError naming the budgets outside 1..MAX_BUDGET."""
+  bad = [b for b in budgets if not 1 <= b <= MAX_BUDGET]
+  if bad:
+    raise ValueError(f"budgets {tuple(budgets)}: {bad} outside 1..{MAX_BUDGET}")
+
+
+def at_budgets(experiments: Sequence[Experiment], budgets: Sequence[int]) -> list[Experiment]:
+  """Each experiment played at each of `budgets` (experiment-major order); an empty `budgets`
+  keeps every experiment's own budget. Raises ValueError (check_budgets) on a bad budget."""
+  check_budgets(budgets)
+  if not budgets:
+    return list(experiments)
+  return [dataclasses.replace(e, budget=int(b)) for e in experiments for b in budgets]
+
+
 def describe(experiments: Sequence[Experiment]) -> str:
   """A readable summary: counts per split and task, and every test experiment."""
   lines = [f"{'split':6s} {'task':20s} {'experiments':>11s} {'targets':>7s} {'metrics':>7s} "

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import pathlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from absl import logging
 import jax
@@ -84,6 +84,15 @@ def check_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   if config.simulation.teacher_sees not in ("prompt", "all"):
     raise ValueError(f"config.simulation.teacher_sees: {config.simulation.teacher_sees!r}; "
                      f"write 'prompt' (the cheap runs the prompt shows) or 'all'")
+  budget_fields = [("simulation.budgets", config.simulation.budgets)]
+  if {"rl", "rl_only"} & set(stages):
+    budget_fields.append(("rl.budgets", config.rl.budgets))
+  for field, budgets in budget_fields:
+    try:
+      experiments_lib.check_budgets(budgets)
+    except ValueError as e:
+      raise ValueError(f"config.{field}: {e}; write a tuple such as (5,), the test "
+                       f"budget") from None
   if "evaluate" in stages:
     baselines = [n for n in agents_lib.names() if not agents_lib.takes_checkpoint(n)]
     for name in config.eval.agents:
@@ -97,6 +106,25 @@ def check_config(config: ml_collections.ConfigDict) -> tuple[str, ...]:
                f"{', '.join(POLICY_STAGES.values())} by their stages)")
       raise ValueError(f"config.eval.agents: {name!r} is not an agent here; {fix}")
   return stages
+
+
+def check_batches_fit_mesh(config: ml_collections.ConfigDict, stages: Sequence[str],
+                           fsdp: int) -> None:
+  """Raises ValueError, naming the fields, where a training stage's micro-batch of sequences
+  cannot be split evenly over the mesh's `fsdp` devices (checked before anything runs)."""
+  sizes = []
+  if "sft" in stages:
+    sizes.append(("sft.batch_size / sft.grad_accum_steps", config.sft.batch_size,
+                  config.sft.grad_accum_steps))
+  if {"rl", "rl_only"} & set(stages):
+    sizes.append(("rl.experiments_per_batch * rl.group_size / rl.minibatches / "
+                  "rl.grad_accum_steps", config.rl.experiments_per_batch * config.rl.group_size,
+                  config.rl.minibatches * config.rl.grad_accum_steps))
+  for fields, rows, parts in sizes:
+    if rows % parts or (rows // parts) % fsdp:
+      raise ValueError(f"config.{fields} = {rows} / {parts} sequences per micro-batch, split "
+                       f"over the mesh's {fsdp} fsdp devices: make it a whole multiple of "
+                       f"{fsdp} (or set --config.mesh.fsdp)")
 
 
 @dataclasses.dataclass
@@ -208,10 +236,11 @@ def pretrained_backbone(config: ml_collections.ConfigDict) -> gguf_import.Pretra
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   """Runs the configured stages; returns the evaluation report (or {} without evaluate)."""
   stages = check_config(config)
+  mesh = sharding_lib.make_mesh(config.mesh.fsdp, config.mesh.tensor)
+  check_batches_fit_mesh(config, stages, mesh.shape[sharding_lib.FSDP])
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  mesh = sharding_lib.make_mesh(config.mesh.fsdp, config.mesh.tensor)
   s = setup(config)
   logging.info("experiments: %d train, %d test", len(s.train), len(s.test))
   pretrained = pretrained_backbone(config)
@@ -237,7 +266,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     s.settings.save(workdir / "sft" / "checkpoints")
   rl_stages = [st for st in ("rl", "rl_only") if st in stages]
   if rl_stages:
-    env_params = env_lib.build_env_params(s.tables, s.train, tokenizer,
+    rl_train = experiments_lib.at_budgets(s.train, config.rl.budgets)
+    env_params = env_lib.build_env_params(s.tables, rl_train, tokenizer,
                                           reward_mode=config.rl.reward_mode,
                                           regret_kind=config.rl.regret_kind)
     logging.info("environment tables: %.2f MiB (the action grammar: %d states, %.2f MiB)",
@@ -245,7 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                  memory.tree_bytes(env_params.grammar) / 2**20)
     trainer = grpo.GrpoTrainer(
         config.rl, model_config, graphdef, env_params,
-        policy_lib.prompt_tokens(s.tables, s.train, tokenizer, s.settings), tokenizer.pad_id,
+        policy_lib.prompt_tokens(s.tables, rl_train, tokenizer, s.settings), tokenizer.pad_id,
         rollout_lib.stop_token(tokenizer), mesh)
   for stage in rl_stages:
     if stage == "rl":

@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from autollm_jax import experiments as experiments_lib
 from autollm_jax import grammar
 from autollm_jax import protocol
 from autollm_jax import reference_env
@@ -77,10 +78,10 @@ def play(agent: base.Agent, experiment: Experiment, table: TaskTable, seed: int,
 def simulate(agent: base.Agent, experiments: Sequence[Experiment],
              tables: Mapping[str, TaskTable], seeds: Sequence[int], budgets: Sequence[int],
              max_rows: int, sees_prompt: bool = False) -> list[TextEpisode]:
-  """Every (experiment, budget, seed) episode of `agent` (see `play`), in that order."""
-  return [play(agent, dataclasses.replace(e, budget=b), tables[e.task], s, max_rows,
-               sees_prompt)
-          for e in experiments for b in budgets for s in seeds]
+  """Every (experiment, budget, seed) episode of `agent` (see `play`), in that order; an empty
+  `budgets` plays each experiment at its own budget."""
+  return [play(agent, e, tables[e.task], s, max_rows, sees_prompt)
+          for e in experiments_lib.at_budgets(experiments, budgets) for s in seeds]
 
 
 def tokenize(episode: TextEpisode, tables: grammar.TokenTables

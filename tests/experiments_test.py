@@ -100,6 +100,18 @@ class SyntheticCurationTest(parameterized.TestCase):
     names = [e.name for e in more]
     self.assertLen(set(names), len(names))
 
+  def test_at_budgets_plays_each_experiment_at_each_budget(self):
+    train = _split(self.exps, "train")[:3]
+    played = experiments.at_budgets(train, (5, 2))
+    self.assertEqual([(e.name, e.budget) for e in played],
+                     [(e.name, b) for e in train for b in (5, 2)])
+    for e, p in zip([e for e in train for _ in range(2)], played):
+      np.testing.assert_array_equal(p.candidate_rows, e.candidate_rows)
+    self.assertEqual([e.budget for e in experiments.at_budgets(train, ())],
+                     [e.budget for e in train])
+    with self.assertRaisesRegex(ValueError, r"\[0, 6\] outside 1\.\.5"):
+      experiments.at_budgets(train, (0, 3, 6))
+
   def test_names_are_unique(self):
     names = [e.name for e in self.exps]
     self.assertLen(set(names), len(names))

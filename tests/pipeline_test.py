@@ -1,5 +1,5 @@
-"""Tests for the pipeline's up-front config check: a bad field stops the run before any stage
-trains, with a message that names the field and the fix."""
+"""Tests for the pipeline: its up-front config check (a bad field stops the run before any stage
+trains, with a message that names the field and the fix), and every stage on a tiny config."""
 
 import pathlib
 
@@ -7,6 +7,7 @@ from absl.testing import absltest
 
 from autollm_jax import config_files
 from autollm_jax import pipeline
+from autollm_jax.training import metrics
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -51,6 +52,30 @@ class CheckConfigTest(absltest.TestCase):
                                 r"write 'prompt' .* or 'all'"):
       pipeline.check_config(config)
 
+  def test_budgets_are_checked(self):
+    config = mtrl_config()
+    config.rl.budgets = (5, 10)
+    with self.assertRaisesRegex(ValueError, r"config\.rl\.budgets: .*\[10\] outside 1\.\.5; "
+                                r"write a tuple such as \(5,\)"):
+      pipeline.check_config(config)
+    config.stages = "simulate,sft"  # no RL stage reads rl.budgets
+    self.assertEqual(pipeline.check_config(config), ("simulate", "sft"))
+    config.simulation.budgets = (0,)
+    with self.assertRaisesRegex(ValueError, r"config\.simulation\.budgets: .*\[0\]"):
+      pipeline.check_config(config)
+
+  def test_micro_batches_must_split_over_the_fsdp_devices(self):
+    config = mtrl_config()  # sft micro-batches of 4 sequences, rl of 2 x 8 / 2 = 8
+    pipeline.check_batches_fit_mesh(config, pipeline.parse_stages(config.stages), 4)
+    with self.assertRaisesRegex(ValueError, r"config\.sft\.batch_size / sft\.grad_accum_steps "
+                                r"= 4 / 1 .* mesh's 8 fsdp devices: make it a whole multiple of 8"):
+      pipeline.check_batches_fit_mesh(config, ("sft",), 8)
+    pipeline.check_batches_fit_mesh(config, ("rl",), 8)
+    config.rl.group_size = 6
+    with self.assertRaisesRegex(ValueError, r"config\.rl\.experiments_per_batch \* "
+                                r"rl\.group_size .* = 12 / 2 .* multiple of 4"):
+      pipeline.check_batches_fit_mesh(config, ("simulate", "rl_only"), 4)
+
   def test_agents_are_not_checked_without_the_evaluate_stage(self):
     config = mtrl_config()
     config.stages = "simulate,sft"
@@ -64,6 +89,34 @@ class CheckConfigTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "config.eval.agents"):
       pipeline.train_and_evaluate(config, workdir)
     self.assertFalse(workdir.exists())
+
+
+class TrainAndEvaluateTest(absltest.TestCase):
+
+  def test_every_stage_runs_on_a_tiny_config(self):
+    config = mtrl_config()
+    config.data.tasks = ("pretrain_steplaw",)
+    config.data.max_train_experiments = 6
+    config.tokenizer.vocab_size = 512
+    config.policy.think_tokens, config.policy.turn_tokens = 2, 32
+    # Batches of 8 sequences: the tests' 8 fake devices split them.
+    config.sft.total_steps, config.sft.batch_size, config.sft.warmup_steps = 3, 8, 1
+    config.rl.iterations, config.rl.experiments_per_batch, config.rl.group_size = 2, 1, 8
+    config.rl.minibatches, config.rl.warmup_steps = 1, 1
+    config.rl.budgets = (2,)
+    config.eval.agents, config.eval.seeds, config.eval.budget = ("random",), 1, 1
+    workdir = pathlib.Path(self.create_tempdir().full_path)
+    report = pipeline.train_and_evaluate(config, workdir)
+
+    self.assertCountEqual(report["agents"], ("random", "sft", "sft_rl", "rl_only"))
+    for summary in report["agents"].values():
+      self.assertLen(summary["overall"]["strict_regret"]["mean"], 1)
+      self.assertEqual(summary["overall"]["strict_regret"]["experiments"], 3)
+    for stage in ("rl", "rl_only"):
+      records = metrics.read_metrics(workdir / stage)
+      self.assertEqual([r["step"] for r in records], [1, 2])
+      self.assertEqual({r["trials"] for r in records}, {2.0})  # rl.budgets, not the curated ones
+    self.assertTrue((workdir / "eval" / "report.md").is_file())
 
 
 if __name__ == "__main__":

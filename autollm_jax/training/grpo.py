@@ -160,6 +160,7 @@ class GrpoTrainer:
                        f"rl.minibatches={c.minibatches}")
     per = rows // c.minibatches
     step_fn = self._train_step(state)
+    batch_sharding = train_step.microbatch_sharding(self.mesh)
     rng = np.random.default_rng([seed, iteration, 1])
     metrics = []
     for _ in range(c.epochs):
@@ -167,16 +168,18 @@ class GrpoTrainer:
       for m in range(c.minibatches):
         pick = jnp.asarray(order[m * per:(m + 1) * per])
         minibatch = jax.tree_util.tree_map(lambda x: x[pick], batch)
-        state, out = step_fn(state, train_step.split_microbatches(minibatch,
-                                                                  c.grad_accum_steps))
+        # The rows were gathered on the device: lay them out as the step's in_shardings say.
+        state, out = step_fn(state, jax.device_put(
+            train_step.split_microbatches(minibatch, c.grad_accum_steps), batch_sharding))
         metrics.append(out)
     agent_tokens = float(jnp.sum(played.loss_mask))
+    budgets = np.asarray(self.env_params.budget)[ids].repeat(c.group_size)
     summary = {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
     summary.update(
         reward=float(jnp.mean(played.rewards)),
         reward_std_in_group=float(jnp.mean(jnp.std(rewards, axis=1))),
-        parsed_fraction=parsed_fraction(played, self.env_params.budget[ids].repeat(
-            c.group_size)),
+        trials=float(np.mean(budgets)),
+        parsed_fraction=parsed_fraction(played, budgets),
         agent_tokens=agent_tokens,
         choice_fraction=float(jnp.sum(played.choice_mask)) / max(agent_tokens, 1.0),
         rollout_seconds=rollout_seconds,

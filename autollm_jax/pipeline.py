@@ -205,8 +205,8 @@ def simulate(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup,
 
 def _model_overrides(config: ml_collections.ConfigDict) -> dict:
   return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
-              remat=config.model.remat, max_seq_len=config.model.max_seq_len,
-              attention=config.model.attention)
+              remat=config.model.remat, scan_layers=config.model.scan_layers,
+              max_seq_len=config.model.max_seq_len, attention=config.model.attention)
 
 
 def policy_model_config(config: ml_collections.ConfigDict, vocab_size: int):

@@ -17,7 +17,7 @@ from autollm_jax import config_files
 def get_config() -> ml_collections.ConfigDict:
   c = config_files.sibling(__file__, "sft.py").get_config()
   c.stages = "simulate,sft,rl,rl_only,evaluate"
-  c.sft.total_steps = 400  # configs/sft.py's 900 would not leave the RL stages time in 20 min
+  c.sft.total_steps = 600  # configs/sft.py's 1400 would not leave the RL stages time in 20 min
 
   c.rl = ml_collections.ConfigDict()
   c.rl.iterations = 12

@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.checkpoint = ""  # a Hugging Face safetensors folder of Qwen3-1.7B
   c.model.dtype = "bfloat16"
   c.model.remat = True
+  c.model.scan_layers = True
   c.model.max_seq_len = 8192
   c.mesh.fsdp = 4
   c.mesh.tensor = 2

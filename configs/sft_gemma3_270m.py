@@ -25,6 +25,7 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"
   c.model.max_seq_len = 4096
+  c.model.scan_layers = True
   c.simulation.reasoning = "brief"  # the predicted outcome before each action (configs/sft.py)
   # Gemma's vocabulary writes the teacher's reasoning in up to ~400 tokens (the SentencePiece
   # model trained on it in far fewer); the rollout needs turn_tokens >= think_tokens + the

@@ -34,6 +34,7 @@ def apply(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat = True
   c.model.max_seq_len = 4096
+  c.model.scan_layers = True
   c.simulation.reasoning = "brief"  # the predicted outcome before each action (configs/sft.py)
   # A byte-level BPE writes the teacher's reasoning in up to ~400 tokens (the SentencePiece
   # model trained on it in far fewer); the rollout needs turn_tokens >= think_tokens + the

@@ -72,17 +72,20 @@ class TransformerTest(parameterized.TestCase):
     chex.assert_trees_all_close(windowed[:, :3], unwindowed[:, :3], atol=1e-5)
     self.assertGreater(float(jnp.abs(windowed[:, 5:] - unwindowed[:, 5:]).max()), 1e-3)
 
-  def test_remat_gives_the_same_gradients(self):
+  @parameterized.parameters(dict(remat=True), dict(scan_layers=False))
+  def test_remat_and_unrolled_layers_give_the_same_gradients(self, **variant):
     config = tiny("smollm2_135m", dtype="float32", param_dtype="float32")
     graphdef, params = nnx.split(transformer.create_model(config))
-    remat_graph, _ = nnx.split(transformer.create_model(config.replace(remat=True)))
-    tokens = jnp.array([[1, 2, 3, 4, 5]])
+    other_graph, _ = nnx.split(transformer.create_model(config.replace(**variant)))
+    # Longer than a query block, so the causal pass skips keys block by block.
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, config.vocab_size, (2, 300)))
 
     def loss(graph, p):
-      logits, _ = transformer.forward(graph, p, tokens, jnp.arange(5)[None])
+      logits, _ = transformer.forward(graph, p, tokens, jnp.broadcast_to(jnp.arange(300),
+                                                                         (2, 300)))
       return jnp.mean(jax.nn.logsumexp(logits, -1))
 
-    chex.assert_trees_all_close(jax.grad(lambda p: loss(remat_graph, p))(params),
+    chex.assert_trees_all_close(jax.grad(lambda p: loss(other_graph, p))(params),
                                 jax.grad(lambda p: loss(graphdef, p))(params), atol=1e-5)
 
   def test_fused_attention_equals_einsum_attention(self):
@@ -156,6 +159,24 @@ class BlockedAttentionTest(absltest.TestCase):
     blocked = transformer.attend(*args)
     whole = transformer._attend_block(*args)  # pylint: disable=protected-access
     np.testing.assert_allclose(blocked, whole, atol=1e-5)
+
+  def test_self_contained_blocks_skip_only_hidden_keys(self):
+    rng = np.random.default_rng(1)
+    b, t, n, k, h = 2, 600, 4, 2, 16
+    q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+    keys = jnp.asarray(rng.normal(size=(b, k, t, h)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=(b, k, t, h)), jnp.float32)
+    slots = jnp.arange(t)
+    key_mask = jnp.asarray(rng.random((b, t)) > 0.1)
+    positions = jnp.broadcast_to(slots, (b, t))
+    window = jnp.asarray(300, jnp.int32)
+    args = (q, keys, values, slots, key_mask, positions, positions, window, 0.25)
+    skipping = transformer.attend(*args, self_contained=True)
+    whole = transformer._attend_block(*args)  # pylint: disable=protected-access
+    np.testing.assert_allclose(skipping, whole, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, "as many keys as queries"):
+      transformer.attend(q, keys[:, :, :500], values[:, :, :500], slots, key_mask[:, :500],
+                         positions, positions[:, :500], window, 0.25, self_contained=True)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ class ModelConfig:
     dtype: activation dtype ("float32" or "bfloat16").
     param_dtype: parameter dtype.
     remat: rematerialise each block in the backward pass.
+    scan_layers: passes without a KV cache loop over the blocks with `lax.scan` (one block
+      compiled: quick to compile for deep models); False unrolls the loop, which on CPUs
+      trains a few-layer model faster (no stacked per-layer residuals to zero and slice).
     attention: how passes without a KV cache (training, scoring) attend: "auto" (cuDNN on a
       GPU backend in bf16/float16, else einsum; set "einsum" on ROCm), "einsum" (any
       backend), "cudnn" (jax.nn.dot_product_attention's fused flash-attention kernel, NVIDIA
@@ -72,6 +75,7 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
+  scan_layers: bool = True
   attention: Attention = "auto"
 
   def __post_init__(self):

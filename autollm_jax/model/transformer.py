@@ -64,8 +64,8 @@ _QUERY_BLOCK = 256
 def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Array, "B K S H"],
            q_slots: Int[Array, "T"], key_mask: Bool[Array, "B S"],
            q_positions: Int[Array, "B T"], k_positions: Int[Array, "B S"],
-           window: Int[Array, ""], scale: float, fused: str | None = None
-           ) -> Float[Array, "B T N H"]:
+           window: Int[Array, ""], scale: float, fused: str | None = None,
+           self_contained: bool = False) -> Float[Array, "B T N H"]:
   """Grouped-query attention of queries at cache slots `q_slots` over all S key slots (keys
   and values in the KV cache's layout, kv heads before slots).
 
@@ -75,6 +75,9 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Arra
   unless `fused` names a `jax.nn.dot_product_attention` implementation ("cudnn": a fused
   flash-attention kernel on NVIDIA GPUs that never holds the [B, N, T, S] scores; "xla": the
   same call on any backend), which gets the visibility as a boolean mask.
+  `self_contained` says the queries are the S keys' own slots 0..S-1 (a pass without a
+  cache): each query block then reads only the keys up to its last slot, which the causal
+  rule hides from no query of the block (about half the scores of a long sequence).
   """
   if fused is not None:
     visible = _visible(q_slots, key_mask, q_positions, k_positions, window, k.shape[2])
@@ -84,6 +87,16 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Arra
   t = q.shape[1]
   if t <= _QUERY_BLOCK:
     return _attend_block(q, k, v, q_slots, key_mask, q_positions, k_positions, window, scale)
+  if self_contained:
+    if k.shape[2] != t:
+      raise ValueError(f"self_contained attention needs as many keys as queries, got "
+                       f"{k.shape[2]} keys for {t} queries")
+    return jnp.concatenate([
+        _attend_block(q[:, a:a + _QUERY_BLOCK], k[:, :, :a + _QUERY_BLOCK],
+                      v[:, :, :a + _QUERY_BLOCK], q_slots[a:a + _QUERY_BLOCK],
+                      key_mask[:, :a + _QUERY_BLOCK], q_positions[:, a:a + _QUERY_BLOCK],
+                      k_positions[:, :a + _QUERY_BLOCK], window, scale)
+        for a in range(0, t, _QUERY_BLOCK)], axis=1)
   blocks = -(-t // _QUERY_BLOCK)
   pad = blocks * _QUERY_BLOCK - t  # padding queries see slot 0 only; their rows are dropped
   q = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0)))
@@ -181,17 +194,17 @@ class Block(nnx.Module):
                      keys: Float[Array, "B K S H"], values: Float[Array, "B K S H"],
                      positions: Int[Array, "B T"], key_mask: Bool[Array, "B S"],
                      key_positions: Int[Array, "B S"], index: Int[Array, ""],
-                     window: Int[Array, ""], fused: str | None = None
-                     ) -> Float[Array, "B T D"]:
+                     window: Int[Array, ""], fused: str | None = None,
+                     self_contained: bool = False) -> Float[Array, "B T D"]:
     """The rest of the block: the chunk's queries (at slots index..index+T-1) attend to the
-    S key slots (`attend`, with its `fused` choice), then the residual MLP. Returns the
-    block's output [B, T, D]."""
+    S key slots (`attend`, with its `fused` and `self_contained` choices), then the residual
+    MLP. Returns the block's output [B, T, D]."""
     c = self.config
     dt = jnp.dtype(c.dtype)
     q_slots = index + jnp.arange(x.shape[1])
     scale = (c.query_scale or c.head_dim) ** -0.5
     a = attend(q, keys.astype(dt), values.astype(dt), q_slots, key_mask, positions,
-               key_positions, window, scale, fused)
+               key_positions, window, scale, fused, self_contained)
     a = jnp.einsum("btnh,nhd->btd", a, self.o_proj[...].astype(dt))
     if c.post_norms:
       a = self.post_attn_norm(a)
@@ -275,11 +288,11 @@ class Transformer(nnx.Module):
         block = nnx.merge(block_def, params)
         q, k, v = block.project_qkv(x, positions, base)
         return block.attend_and_mlp(x, q, k, v, positions, key_mask, key_positions, index,
-                                    window, fused), None
+                                    window, fused, self_contained=True), None
 
       if c.remat:
         body = jax.checkpoint(body, prevent_cse=False)
-      x, _ = jax.lax.scan(body, x, layers)
+      x, _ = jax.lax.scan(body, x, layers, unroll=not c.scan_layers)
       return self.final_norm(x), None
 
     # The whole cache rides in the scan's carry and only the chunk's slots are written, in

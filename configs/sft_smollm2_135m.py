@@ -15,7 +15,8 @@ remat the attention probabilities of 9 heads x 30 layers would take 50 GiB): und
 `:cpu` is the same distillation sized for a CPU without an accelerator: the teacher's actions
 without reasoning (episodes of about 700 tokens), float32 compute, no remat, batches of 2
 sequences for 60 steps (about one pass over the 110 train episodes, ~65 tokens/s on 2 cores),
-one greedy evaluation seed: 22.5 minutes in all. Memory: 17.5 GB peak resident
+one greedy evaluation seed: 22.5 minutes in all, measured before the causal passes skipped the
+keys they cannot see (not re-run since). Memory: 17.5 GB peak resident
 (/usr/bin/time -v; memory.estimate says 7.6 GiB, and XLA's CPU backend keeps about twice
 that: at batch 4 it asked for one 25 GB buffer).
 """

@@ -3,10 +3,10 @@
 Times the optimizer step that GRPO training runs (the GRPO loss over a random batch of
 scored rollouts, AdamW on fp32 master weights) for a registry model with random weights. The
 model computes in bf16 unless --dtype says otherwise; --remat and --scan_layers override the
-config's rematerialization and layer loop. MFU = model FLOPs per step (3 x the forward's matrix FLOPs with causal
-attention, `autollm_jax.roofline`) / step time / the chip's bf16 rate, measured by a large
-matrix product in this process unless --peak_tflops is given. The last line reads
-`train step: ... MFU=<x>%`.
+config's rematerialization and layer loop. MFU = model FLOPs per step (3 x the forward's
+matrix FLOPs with causal attention, `autollm_jax.roofline`) / step time / the chip's bf16
+rate, measured by a large matrix product in this process unless --peak_tflops is given. The
+last line reads `train step: ... MFU=<x>%`.
 
   python bench/train_bench.py --model=scratch_1b --batch=16 --seq_len=2048
   python bench/train_bench.py --model=scratch_1m --batch=4 --seq_len=1024 --dtype=float32 \

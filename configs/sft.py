@@ -51,9 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"  # compute dtype ("bfloat16" on accelerators)
   c.model.param_dtype = "float32"  # master weights (what the optimizer updates)
   c.model.remat = False
-  # Unrolled blocks: on 2 CPU cores scratch_1m's train step at 4 x 1024 tokens took 909 ms
-  # unrolled, 1004 ms scanned (bench/train_bench.py --noscan_layers); backbones scan theirs
-  # (compile time grows with depth).
+  # Unrolled blocks: on 2 CPU cores scratch_1m's train step at 4 x 1024 tokens took 908.8 and
+  # 910.1 ms unrolled, 999.3 and 1008.6 ms scanned (bench/train_bench.py --noscan_layers);
+  # backbones scan theirs (compile time grows with depth).
   c.model.scan_layers = False
   # Training and scoring passes: "auto" is cuDNN's fused attention on GPUs (bf16), the einsum
   # attention elsewhere; "einsum" forces the portable one (e.g. on ROCm).

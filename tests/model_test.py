@@ -77,7 +77,7 @@ class TransformerTest(parameterized.TestCase):
     config = tiny("smollm2_135m", dtype="float32", param_dtype="float32")
     graphdef, params = nnx.split(transformer.create_model(config))
     other_graph, _ = nnx.split(transformer.create_model(config.replace(**variant)))
-    # Longer than a query block, so the causal pass skips keys block by block.
+    # Longer than a query block: both models take the block-skipping causal pass.
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, config.vocab_size, (2, 300)))
 
     def loss(graph, p):

@@ -268,7 +268,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if rl_stages:
     rl_train = experiments_lib.at_budgets(s.train, config.rl.budgets)
     env_params = env_lib.build_env_params(s.tables, rl_train, tokenizer,
-                                          reward_mode=config.rl.reward_mode,
                                           regret_kind=config.rl.regret_kind)
     logging.info("environment tables: %.2f MiB (the action grammar: %d states, %.2f MiB)",
                  memory.tree_bytes(env_params) / 2**20, env_params.grammar.fsm.num_states,

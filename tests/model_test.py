@@ -1,5 +1,6 @@
 """Tests of the decoder: KV-cache decoding equals the full forward pass, and the switches."""
 
+import functools
 from unittest import mock
 
 from absl.testing import absltest, parameterized
@@ -177,6 +178,28 @@ class BlockedAttentionTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "as many keys as queries"):
       transformer.attend(q, keys[:, :, :500], values[:, :, :500], slots, key_mask[:, :500],
                          positions, positions[:, :500], window, 0.25, self_contained=True)
+
+  def test_self_contained_blocks_give_the_unblocked_gradients(self):
+    rng = np.random.default_rng(2)
+    b, t, n, k, h = 1, 520, 2, 1, 8
+    q, keys, values = (jnp.asarray(rng.normal(size=shape), jnp.float32)
+                       for shape in ((b, t, n, h), (b, k, t, h), (b, k, t, h)))
+    cotangent = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+    slots = jnp.arange(t)
+    key_mask = jnp.asarray(rng.random((b, t)) > 0.1)
+    positions = jnp.broadcast_to(slots, (b, t))
+    window = jnp.asarray(t, jnp.int32)
+
+    def grads(attention):
+      def loss(q, keys, values):
+        out = attention(q, keys, values, slots, key_mask, positions, positions, window, 0.3)
+        return jnp.sum(out * cotangent)
+      return jax.grad(loss, argnums=(0, 1, 2))(q, keys, values)
+
+    skipping = grads(functools.partial(transformer.attend, self_contained=True))
+    whole = grads(transformer._attend_block)  # pylint: disable=protected-access
+    for name, got, want in zip(("queries", "keys", "values"), skipping, whole):
+      np.testing.assert_allclose(got, want, atol=1e-4, err_msg=name)
 
 
 if __name__ == "__main__":

@@ -143,16 +143,21 @@ class TransformerTest(parameterized.TestCase):
 
 
 
+def _attention_inputs(rng, b, t, s, n, k, h):
+  """Random float32 queries [b, t, n, h], keys and values [b, k, s, h], and a key mask [b, s]
+  that hides about one slot in ten."""
+  q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+  keys = jnp.asarray(rng.normal(size=(b, k, s, h)), jnp.float32)
+  values = jnp.asarray(rng.normal(size=(b, k, s, h)), jnp.float32)
+  return q, keys, values, jnp.asarray(rng.random((b, s)) > 0.1)
+
+
 class BlockedAttentionTest(absltest.TestCase):
 
   def test_query_blocks_equal_one_block(self):
-    rng = np.random.default_rng(0)
-    b, t, s, n, k, h = 2, 600, 700, 4, 2, 16
-    q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
-    keys = jnp.asarray(rng.normal(size=(b, k, s, h)), jnp.float32)
-    values = jnp.asarray(rng.normal(size=(b, k, s, h)), jnp.float32)
+    b, t, s = 2, 600, 700
+    q, keys, values, key_mask = _attention_inputs(np.random.default_rng(0), b, t, s, 4, 2, 16)
     q_slots = jnp.arange(100, 100 + t)
-    key_mask = jnp.asarray(rng.random((b, s)) > 0.1)
     q_positions = jnp.broadcast_to(q_slots, (b, t))
     k_positions = jnp.broadcast_to(jnp.arange(s), (b, s))
     window = jnp.asarray(300, jnp.int32)
@@ -162,13 +167,9 @@ class BlockedAttentionTest(absltest.TestCase):
     np.testing.assert_allclose(blocked, whole, atol=1e-5)
 
   def test_self_contained_blocks_skip_only_hidden_keys(self):
-    rng = np.random.default_rng(1)
-    b, t, n, k, h = 2, 600, 4, 2, 16
-    q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
-    keys = jnp.asarray(rng.normal(size=(b, k, t, h)), jnp.float32)
-    values = jnp.asarray(rng.normal(size=(b, k, t, h)), jnp.float32)
+    b, t = 2, 600
+    q, keys, values, key_mask = _attention_inputs(np.random.default_rng(1), b, t, t, 4, 2, 16)
     slots = jnp.arange(t)
-    key_mask = jnp.asarray(rng.random((b, t)) > 0.1)
     positions = jnp.broadcast_to(slots, (b, t))
     window = jnp.asarray(300, jnp.int32)
     args = (q, keys, values, slots, key_mask, positions, positions, window, 0.25)
@@ -181,12 +182,10 @@ class BlockedAttentionTest(absltest.TestCase):
 
   def test_self_contained_blocks_give_the_unblocked_gradients(self):
     rng = np.random.default_rng(2)
-    b, t, n, k, h = 1, 520, 2, 1, 8
-    q, keys, values = (jnp.asarray(rng.normal(size=shape), jnp.float32)
-                       for shape in ((b, t, n, h), (b, k, t, h), (b, k, t, h)))
-    cotangent = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+    b, t = 1, 520
+    q, keys, values, key_mask = _attention_inputs(rng, b, t, t, 2, 1, 8)
+    cotangent = jnp.asarray(rng.normal(size=q.shape), jnp.float32)
     slots = jnp.arange(t)
-    key_mask = jnp.asarray(rng.random((b, t)) > 0.1)
     positions = jnp.broadcast_to(slots, (b, t))
     window = jnp.asarray(t, jnp.int32)
 

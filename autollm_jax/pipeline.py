@@ -49,6 +49,7 @@ from autollm_jax.gym.table import TaskTable
 from autollm_jax.model import config as model_config_lib
 from autollm_jax.model import transformer
 from autollm_jax.tokenizer import Tokenizer, tokenizer_from_blob
+from autollm_jax.training import batching
 from autollm_jax.training import grpo
 from autollm_jax.training import sft
 
@@ -148,7 +149,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       max_prompt_rows=config.data.max_prompt_rows,
       max_context_fidelities=config.data.max_context_fidelities,
       turn_tokens=config.policy.turn_tokens, think_tokens=config.policy.think_tokens,
-      temperature=config.eval.temperature)
+      temperature=config.eval.temperature, tasks=tuple(config.data.tasks))
   shown = [policy_lib.prompt_experiment(e, tables[e.task], settings) for e in curated]
   train = [e for e in shown if e.split == "train"]
   limit = config.data.max_train_experiments
@@ -255,8 +256,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     model_config, init_params = policy_model_config(config, tokenizer.vocab_size), None
   else:
     model_config, init_params = pretrained.config, pretrained.params
-  longest = max(len(x) for x in sequences)
-  logging.info("%s", memory.estimate(model_config, config.sft.batch_size, longest).summary())
+  # SFT's longest batch: its micro-batch of sequences padded to the longest bucket.
+  longest = batching.bucket_lengths(max(len(x) for x in sequences))[-1]
+  micro_batch = config.sft.batch_size // config.sft.grad_accum_steps
+  logging.info("%s", memory.estimate(model_config, micro_batch, longest,
+                                     transformer.fused_attention(model_config)).summary())
   graphdef, _ = transformer.abstract_model(model_config)
 
   policies: dict[str, nnx.State] = {}

@@ -6,7 +6,7 @@ configs/mtrl.py with configs/sft_gemma3_270m.py's backbone and SFT settings: SFT
 both start from the pretrained weights. One accelerator. Memory (memory.estimate): SFT as in
 configs/sft_gemma3_270m.py (under 32 GiB); GRPO scores each iteration's 8 rollouts (up to
 ~3800 tokens each) in one forward pass, 30 GiB of float32 logits over the 262k vocabulary
-(which is what keeps the batch this small), and trains on 2 rollouts at a time (22 GiB of
+(which is what keeps the batch this small), and trains on 2 rollouts at a time (20 GiB of
 activations): under 64 GiB, e.g. one 80 GB H100 or A100.
 """
 

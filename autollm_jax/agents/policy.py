@@ -61,6 +61,8 @@ class PolicySettings:
       any number in the PARAM format, matched to the nearest candidate (for a model that was
       not, which a character-by-character trie can misread: committing to a mantissa's
       first digit can leave only values of another magnitude).
+    tasks: the gym tasks the policy was trained on (empty: not recorded); what
+      launch/evaluate.py plays it on unless told otherwise.
   """
 
   max_prompt_rows: int
@@ -70,6 +72,7 @@ class PolicySettings:
   temperature: float = 0.0
   batch_size: int = 64
   candidate_values: bool = True
+  tasks: tuple[str, ...] = ()
 
   def save(self, directory: str | os.PathLike) -> None:
     path = pathlib.Path(directory) / SETTINGS_FILE
@@ -83,7 +86,8 @@ class PolicySettings:
       raise checkpoint_lib.CheckpointError(
           f"{path} is missing: a policy checkpoint directory needs its protocol settings "
           "(written by launch/train.py); pass the checkpoints directory of a training run")
-    return cls(**json.loads(path.read_text()))
+    fields = json.loads(path.read_text())
+    return cls(**{**fields, "tasks": tuple(fields.get("tasks", ()))})
 
 
 def prompt_experiment(experiment: Experiment, table: TaskTable,

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from absl import flags
 
 from autollm_jax.gym import csv_task
@@ -45,9 +47,15 @@ def user_spec() -> csv_task.CsvTaskSpec | None:
                                   TASK_NAME.value)
 
 
-def tables() -> list[table_lib.TaskTable]:
-  """The user's task if one is described by flags, else the built-in --tasks."""
+def tables(default_tasks: Sequence[str] = ()) -> list[table_lib.TaskTable]:
+  """The user's task if one is described by flags, else the built-in --tasks.
+
+  Args:
+    default_tasks: the built-in tasks to load when --tasks is not on the command line
+      (empty: --tasks' default, every task).
+  """
   spec = user_spec()
   if spec is not None:
     return [tasks.load_csv_task(spec)]
-  return [tasks.load_task(name, GYM_DATA_DIR.value) for name in TASKS.value]
+  names = default_tasks if default_tasks and not flags.FLAGS[TASKS.name].present else TASKS.value
+  return [tasks.load_task(name, GYM_DATA_DIR.value) for name in names]

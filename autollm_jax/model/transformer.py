@@ -58,7 +58,7 @@ def apply_rope(x: Float[Array, "B T N H"], positions: Int[Array, "B T"],
 
 # Queries are processed in blocks of this many: the [T, S] score matrix of a long sequence is
 # then never held whole, which keeps the working set in cache (several times faster on CPUs).
-_QUERY_BLOCK = 256
+QUERY_BLOCK = 256
 
 
 def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Array, "B K S H"],
@@ -71,7 +71,7 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Arra
 
   A key at slot j is visible to a query at slot i when j <= i, key_mask[b, j], and their
   positions are less than `window` apart. Rows with no visible key (padding queries) get
-  finite garbage, never NaN. Long query chunks are processed _QUERY_BLOCK queries at a time,
+  finite garbage, never NaN. Long query chunks are processed QUERY_BLOCK queries at a time,
   unless `fused` names a `jax.nn.dot_product_attention` implementation ("cudnn": a fused
   flash-attention kernel on NVIDIA GPUs that never holds the [B, N, T, S] scores; "xla": the
   same call on any backend), which gets the visibility as a boolean mask.
@@ -85,27 +85,27 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Arra
                                         mask=visible[:, None], scale=scale,
                                         implementation=fused)
   t = q.shape[1]
-  if t <= _QUERY_BLOCK:
+  if t <= QUERY_BLOCK:
     return _attend_block(q, k, v, q_slots, key_mask, q_positions, k_positions, window, scale)
   if self_contained:
     if k.shape[2] != t:
       raise ValueError(f"self_contained attention needs as many keys as queries, got "
                        f"{k.shape[2]} keys for {t} queries")
     return jnp.concatenate([
-        _attend_block(q[:, a:a + _QUERY_BLOCK], k[:, :, :a + _QUERY_BLOCK],
-                      v[:, :, :a + _QUERY_BLOCK], q_slots[a:a + _QUERY_BLOCK],
-                      key_mask[:, :a + _QUERY_BLOCK], q_positions[:, a:a + _QUERY_BLOCK],
-                      k_positions[:, :a + _QUERY_BLOCK], window, scale)
-        for a in range(0, t, _QUERY_BLOCK)], axis=1)
-  blocks = -(-t // _QUERY_BLOCK)
-  pad = blocks * _QUERY_BLOCK - t  # padding queries see slot 0 only; their rows are dropped
+        _attend_block(q[:, a:a + QUERY_BLOCK], k[:, :, :a + QUERY_BLOCK],
+                      v[:, :, :a + QUERY_BLOCK], q_slots[a:a + QUERY_BLOCK],
+                      key_mask[:, :a + QUERY_BLOCK], q_positions[:, a:a + QUERY_BLOCK],
+                      k_positions[:, :a + QUERY_BLOCK], window, scale)
+        for a in range(0, t, QUERY_BLOCK)], axis=1)
+  blocks = -(-t // QUERY_BLOCK)
+  pad = blocks * QUERY_BLOCK - t  # padding queries see slot 0 only; their rows are dropped
   q = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0)))
   q_slots = jnp.pad(q_slots, (0, pad))
   q_positions = jnp.pad(q_positions, ((0, 0), (0, pad)))
 
   def split(x, axis):
     x = jnp.moveaxis(x, axis, 0)
-    return x.reshape(blocks, _QUERY_BLOCK, *x.shape[1:])
+    return x.reshape(blocks, QUERY_BLOCK, *x.shape[1:])
 
   def one(args):
     qb, slots, positions = args
@@ -113,7 +113,7 @@ def attend(q: Float[Array, "B T N H"], k: Float[Array, "B K S H"], v: Float[Arra
                          jnp.moveaxis(positions, 0, 1), k_positions, window, scale)
 
   out = jax.lax.map(one, (split(q, 1), split(q_slots, 0), split(q_positions, 1)))
-  return jnp.moveaxis(out, 0, 1).reshape(q.shape[0], blocks * _QUERY_BLOCK,
+  return jnp.moveaxis(out, 0, 1).reshape(q.shape[0], blocks * QUERY_BLOCK,
                                          *q.shape[2:])[:, :t]
 
 

@@ -17,10 +17,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
 from autollm_jax import checkpoint as checkpoint_lib
+from autollm_jax import memory
 from autollm_jax import sharding as sharding_lib
 from autollm_jax.model import transformer
 from autollm_jax.model.config import ModelConfig
@@ -75,9 +77,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   accum = config.grad_accum_steps
   batch_sharding = train_step.microbatch_sharding(mesh)
   step_fn = train_step.jit_train_step(sft_loss_fn(graphdef), optimizer, state, mesh)
-  batches = batching.BucketedBatches(
-      sequences, loss_masks, config.batch_size,
-      batching.bucket_lengths(max(len(s) for s in sequences)), pad_id, seed)
+  lengths = batching.bucket_lengths(max(len(s) for s in sequences))
+  batches = batching.BucketedBatches(sequences, loss_masks, config.batch_size, lengths, pad_id,
+                                     seed)
+  # The longest bucket's step, compiled now (its first batch reuses the executable): what
+  # the run needs per device, before the first step allocates it.
+  shape = (config.batch_size, lengths[-1])
+  longest = {"tokens": np.zeros(shape, np.int32), "loss_mask": np.zeros(shape, np.float32),
+             "input_mask": np.zeros(shape, bool)}
+  footprint = memory.compiled_footprint(step_fn.lower(state, train_step.to_global(
+      train_step.split_microbatches(longest, accum), batch_sharding)).compile())
+  if footprint is not None:
+    logging.info("%s", footprint.summary(
+        f"SFT step at {config.batch_size} x {lengths[-1]} tokens"))
   schedule = optimizer_lib.learning_rate_schedule(config)
   writer = metrics_lib.MetricsWriter(workdir, "sft")
 

@@ -7,7 +7,7 @@ Layout (one Orbax CheckpointManager, shared by SFT and GRPO training):
   <directory>/<step>/tokenizer/   JSON: the tokenizer blob, base64 (optional)
 An evaluation needs nothing but the directory: `restore_latest()` rebuilds the config, the
 parameters (placed on any mesh) and the tokenizer blob
-(`autollm_jax.model.tokenizers.tokenizer_from_blob` for the GGUF tokenizers).
+(`autollm_jax.tokenizer.tokenizer_from_blob` restores any of the project's tokenizers).
 """
 
 from __future__ import annotations

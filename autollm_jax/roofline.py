@@ -11,8 +11,10 @@ products per forward one); the recomputation of rematerialized blocks is not cou
 
 Keys come in two counts: "causal" counts the keys a query may see (min(i + 1, window) for
 the query at position i), the work the model needs, which MFU uses; "dense" counts every key
-of the sequence, the work of an attention that scores the whole [T, T] matrix and masks it
-(this project's einsum attention), which is what XLA's cost analysis sees.
+of the sequence, the work of an attention that scores the whole [T, T] matrix and masks it:
+this project's einsum attention on a pass of at most `transformer.QUERY_BLOCK` tokens, what
+XLA's cost analysis sees there (longer passes without a cache skip the query blocks' hidden
+keys, about half of them).
 """
 
 from __future__ import annotations

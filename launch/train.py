@@ -4,8 +4,8 @@
   python launch/train.py --config=configs/sft.py --workdir=/tmp/sft --config.sft.total_steps=100
 
 Every stage resumes from its last checkpoint when the same command is run again. On several
-hosts, start one process per host (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-JAX_PROCESS_ID, or the cluster's own launcher): they train together.
+hosts, start one process per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+JAX_PROCESS_ID set (by hand or by the cluster's launcher): they train together.
 """
 
 import sys

@@ -1,7 +1,9 @@
-"""Agents that configure experiments, by name: the baselines and, later, trained policies.
+"""Agents that configure experiments, by name: the baselines, trained policies and the
+zero-shot LLM.
 
   agent = agents.make("teacher")
-  agents.register("policy", my_factory, takes_checkpoint=True)   # make("policy", checkpoint=...)
+  agents.register("my_policy", my_factory, takes_checkpoint=True)
+  agent = agents.make("my_policy", checkpoint=DIR)
 
 Built-in agents are imported on first use, so an optional one (tpe needs optuna) costs
 nothing until it is asked for.

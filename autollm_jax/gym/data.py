@@ -2,7 +2,8 @@
 
 The data folder is, in order: the `data_dir` argument (the `--gym_data_dir` flag), the
 environment variable AUTOLLM_GYM_DATA, `../shared/gym_data` beside the project root, and
-last the user cache (`$XDG_CACHE_HOME/autollm_jax/gym_data`), which the downloader fills from
+last the user cache (`$AUTOLLM_CACHE_DIR/gym_data`, else
+`$XDG_CACHE_HOME/autollm_jax/gym_data`, else `~/.cache/autollm_jax/gym_data`), which the downloader fills from
 the pinned upstream URLs in `gym/sources.json`. Every file is checked against its SHA-256
 before it is read.
 """

@@ -1,7 +1,8 @@
 """The decoder-only transformer (flax.nnx) shared by every backbone.
 
 Blocks are stacked along a leading layer axis and run with `jax.lax.scan`, so a model compiles
-one block whatever its depth. Sliding-window (local) and global layers differ only in two
+one block whatever its depth (unless `scan_layers=False` unrolls the passes without a cache,
+faster for few-layer models on CPUs). Sliding-window (local) and global layers differ only in two
 per-layer scalars (window and RoPE base) that the scan carries alongside the parameters.
 
 Use it functionally at jit boundaries: `graphdef, params = nnx.split(model)`, then

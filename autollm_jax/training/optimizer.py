@@ -1,7 +1,7 @@
 """The optimizer every trainer uses: AdamW with warm-up and cosine decay, clipped gradients.
 
-Parameters may be kept in bf16 for compute while the optimizer holds fp32 master weights:
-`make_optimizer` then wraps AdamW so that updates are computed and accumulated in fp32.
+AdamW updates the parameters in their own dtype (`param_dtype`: fp32 master weights by
+default); the model casts them to its compute dtype (`dtype`, e.g. bf16) in each pass.
 """
 
 from __future__ import annotations

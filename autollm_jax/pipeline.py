@@ -54,7 +54,7 @@ from autollm_jax.training import grpo
 from autollm_jax.training import sft
 
 if TYPE_CHECKING:
-  from autollm_jax.model import gguf_import
+  from autollm_jax.model import weights
 
 STAGES = ("simulate", "sft", "rl", "rl_only", "evaluate")
 POLICY_STAGES = {"sft": "sft", "rl": "sft_rl", "rl_only": "rl_only"}
@@ -216,20 +216,36 @@ def policy_model_config(config: ml_collections.ConfigDict, vocab_size: int):
                                      **_model_overrides(config))
 
 
-def pretrained_backbone(config: ml_collections.ConfigDict) -> gguf_import.Pretrained | None:
-  """The pretrained model to fine-tune (`gguf_import.Pretrained`, params in
+def pretrained_backbone(config: ml_collections.ConfigDict) -> weights.Pretrained | None:
+  """The pretrained model to fine-tune (`weights.Pretrained`, params in
   config.model.param_dtype, its tokenizer with the protocol markers), or None when the policy
-  is trained from scratch (config.model.checkpoint empty)."""
+  is trained from scratch.
+
+  config.model.checkpoint says which: "" from scratch; "gguf" the GGUF weights bundled for
+  config.model.name; otherwise a Hugging Face checkpoint directory (config.json,
+  tokenizer.json, *.safetensors) of config.model.name's family, Qwen3 or Llama, whose shapes
+  its config.json gives (`safetensors_import.load_pretrained_dir`).
+  """
   checkpoint = config.model.checkpoint
   if not checkpoint:
     return None
-  # Imported here: it needs the model-import extra (gguf, tokenizers).
-  from autollm_jax.model import gguf_import  # pylint: disable=import-outside-toplevel
-  if checkpoint != "gguf":
-    raise ValueError(f"config.model.checkpoint={checkpoint!r}: the pipeline trains from scratch "
-                     "('') or fine-tunes the GGUF weights of config.model.name ('gguf', for "
-                     f"{', '.join(sorted(gguf_import.PRETRAINED_GGUF))})")
-  pretrained = gguf_import.load_pretrained(config.model.name, **_model_overrides(config))
+  # Imported here: they need the model-import extra (gguf, tokenizers, safetensors).
+  # pylint: disable=import-outside-toplevel
+  from autollm_jax.model import gguf_import
+  from autollm_jax.model import safetensors_import
+  # pylint: enable=import-outside-toplevel
+  if checkpoint == "gguf":
+    pretrained = gguf_import.load_pretrained(config.model.name, **_model_overrides(config))
+  elif pathlib.Path(checkpoint).is_dir():
+    template = model_config_lib.get_config(config.model.name, **_model_overrides(config))
+    pretrained = safetensors_import.load_pretrained_dir(checkpoint, template)
+  else:
+    bundled = ", ".join(sorted(gguf_import.PRETRAINED_GGUF))
+    raise ValueError(f"config.model.checkpoint={checkpoint!r} is no directory: the pipeline "
+                     "trains from scratch (''), fine-tunes the GGUF weights of "
+                     f"config.model.name ('gguf', for {bundled}), or fine-tunes a Hugging "
+                     "Face checkpoint directory of its family (config.json, tokenizer.json, "
+                     "*.safetensors)")
   return dataclasses.replace(pretrained, tokenizer=protocol_tokenizer.for_pretrained(
       config.model.name, pretrained.tokenizer))
 

@@ -14,6 +14,9 @@ Reserved tokens chosen per pretrained model (`RESERVED_TOKENS`, in `protocol.MAR
     `</think>` `<jupyter_start>`, `<execute>` `<jupyter_code>`, `</execute>`
     `<jupyter_script>`, `<obs>` `<jupyter_output>`, `</obs>` `<empty_output>`; its chat and
     special tokens (`<|endoftext|>`, `<|im_start|>`, `<|im_end|>`) stay as they are.
+  * Qwen3 (every size): ids 151646..151654, the vision-language markers a text model never
+    writes (`<|object_ref_start|>` .. `<|vision_pad|>`); its chat and thinking tokens
+    (`<|im_start|>`, `<think>`, ...) stay as they are.
 Text that spells a reserved token literally (`"<unused0>"`) would encode to a marker; encode
 rejects it with a clear error instead.
 """
@@ -31,8 +34,13 @@ if TYPE_CHECKING:
   from autollm_jax.tokenizer import Tokenizer
 
 BLOB_KIND = "protocol"
+_QWEN_RESERVED = ("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
+                  "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|vision_pad|>")
 RESERVED_TOKENS: dict[str, tuple[str, ...]] = {
     "gemma3_270m": tuple(f"<unused{i}>" for i in range(len(protocol.MARKERS))),
+    "qwen3_1.7b": _QWEN_RESERVED,
+    "qwen3_4b": _QWEN_RESERVED,
     "smollm2_135m": ("<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_text>",
                      "<jupyter_start>", "<jupyter_code>", "<jupyter_script>", "<jupyter_output>",
                      "<empty_output>"),

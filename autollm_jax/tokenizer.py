@@ -2,7 +2,7 @@
 `tokenizer_from_blob`, which restores any tokenizer the project saves.
 
 Every tokenizer used here (the project's own SentencePiece models, Gemma's SentencePiece,
-SmolLM2's byte-level BPE, Qwen's BPE) splits digits one per token, so the environment needs
+SmolLM2's and Qwen3's byte-level BPEs) splits digits one per token, so the environment needs
 from a tokenizer only a few token tables (which id is which digit, sign, point, exponent
 marker, and the protocol's markers); see `autollm_jax.grammar`.
 """

@@ -3,10 +3,16 @@
   python launch/train.py --config=configs/mtrl_qwen3_1_7b.py --workdir=DIR \
       --config.model.checkpoint=/path/to/Qwen3-1.7B
 
-bf16 compute with fp32 master weights, rematerialized blocks, FSDP over 4 devices x tensor
-parallelism over 2. Memory per device (8 x 80 GB): parameters and AdamW state about 8 GB
-sharded 8 ways, activations with remat about 6 GB at 8 x 4096 tokens; see the estimate that
-launch/train.py prints before it allocates.
+The checkpoint is a Hugging Face model directory (config.json, tokenizer.json,
+model*.safetensors, as `huggingface-cli download Qwen/Qwen3-1.7B` writes it): its shapes, its
+weights and its byte-level BPE, the protocol markers on reserved vision tokens
+(`safetensors_import.load_pretrained_dir`, `protocol_tokenizer.RESERVED_TOKENS`); another
+Qwen3 size loads the same way. Without it the 1.7B architecture trains from scratch on a
+SentencePiece vocabulary. bf16 compute with fp32 master weights, rematerialized blocks, FSDP
+over 4 devices x tensor parallelism over 2. Memory per device (8 x 80 GB): parameters and
+AdamW state about 8 GB sharded 8 ways, activations with remat about 6 GB at 8 x 4096 tokens;
+launch/train.py logs the estimate before it allocates, then XLA's figure for the compiled SFT
+step.
 """
 
 import ml_collections
@@ -23,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.max_context_fidelities = 0
   c.simulation.reasoning = "full"
   c.model.name = "qwen3_1.7b"
-  c.model.checkpoint = ""  # a Hugging Face safetensors folder of Qwen3-1.7B
+  c.model.checkpoint = ""  # a Hugging Face checkpoint directory of Qwen3-1.7B
   c.model.dtype = "bfloat16"
   c.model.remat = True
   c.model.scan_layers = True

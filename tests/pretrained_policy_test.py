@@ -80,7 +80,7 @@ class PretrainedPolicyTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "tokenized for another model than 'smollm2_135m'"):
       pipeline.simulate(smollm2_config(), workdir, None, self.pretrained.tokenizer)
 
-  def test_only_gguf_checkpoints(self):
+  def test_a_checkpoint_that_is_no_directory_is_refused(self):
     config = smollm2_config()
     config.model.checkpoint = "/path/to/safetensors"
     with self.assertRaisesRegex(ValueError, "config.model.checkpoint='/path/to/safetensors'"):

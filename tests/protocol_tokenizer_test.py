@@ -84,6 +84,9 @@ class GemmaProtocolTokenizerTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "exactly the protocol markers"):
       protocol_tokenizer.ProtocolTokenizer(self.base, markers)
     with self.assertRaisesRegex(KeyError, "no reserved protocol tokens"):
+      protocol_tokenizer.for_pretrained("scratch_1m", self.base)
+    # Another model's reserved tokens are not this vocabulary's.
+    with self.assertRaisesRegex(KeyError, "not a single token"):
       protocol_tokenizer.for_pretrained("qwen3_1.7b", self.base)
 
 

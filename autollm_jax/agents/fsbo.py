@@ -27,7 +27,6 @@ HIDDEN = 32
 BATCH = 64
 META_STEPS = 300
 FINETUNE_STEPS = 50
-CLIP_QUANTILE = 0.75
 
 
 def _init(key: jax.Array, num_params: int) -> dict:
@@ -80,7 +79,7 @@ def _train(model, xs, ys, masks, learning_rate):
 
 
 def _standardize(y: np.ndarray) -> np.ndarray:
-  y = np.minimum(y, np.quantile(y, CLIP_QUANTILE))
+  y = gp_model.clip_outcomes(y)
   return (y - y.mean()) / max(y.std(), 1e-12)
 
 
@@ -138,7 +137,7 @@ class FSBO(base.Agent):
       xs, ys, masks = (jnp.asarray(np.stack(b)) for b in zip(*batches))
       with gp_model.single_threaded_blas():
         model = jax.block_until_ready(_train(model, xs, ys, masks, 1e-3))
-      scale = float(np.std(np.minimum(cheap.y, np.quantile(cheap.y, CLIP_QUANTILE))))
+      scale = float(np.std(gp_model.clip_outcomes(cheap.y)))
       gp = gp_model.fit(np.asarray(embed(model, jnp.asarray(x))), y, kind="rbf",
                         optimize=False, theta=model["theta"], offset=0.0, scale=1.0)
       feats = np.asarray(embed(model, jnp.asarray(obs.features(obs.candidates))))

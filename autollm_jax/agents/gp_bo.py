@@ -15,8 +15,6 @@ import numpy as np
 from autollm_jax.agents import base
 from autollm_jax.agents import gp_model
 
-CLIP_QUANTILE = 0.75
-
 
 class GPBO(base.Agent):
   name = "gp"
@@ -27,7 +25,7 @@ class GPBO(base.Agent):
 
   def prior_gp(self, obs: base.Observation, cheap: base.CheapResults) -> gp_model.GP:
     """The GP of one cheap fidelity's results (features in the candidates' space)."""
-    y = np.minimum(cheap.y, np.quantile(cheap.y, CLIP_QUANTILE))
+    y = gp_model.clip_outcomes(cheap.y)
     return gp_model.fit(obs.features(cheap.configs), y, kind=self.kind)
 
   def _prior(self, obs: base.Observation):

@@ -26,6 +26,7 @@ PRIOR_NOISE = 0.05
 PRIOR_VARIANCE = 4.0
 BOUND = 10.0
 FTOL = 1e-6  # relative change of the per-row objective at which L-BFGS stops
+CLIP_QUANTILE = 0.75  # cheap outcomes worse than this are flattened (diverged runs)
 
 
 def _openblas_thread_setters() -> tuple[Callable[[int], int], ...]:
@@ -222,6 +223,12 @@ def refine(prior_mean: np.ndarray, feats: np.ndarray, tried: np.ndarray, y: np.n
            offset=0.0, scale=scale)
   mean, std = gp.predict(feats)
   return prior_mean + offset + mean, std
+
+
+def clip_outcomes(y: np.ndarray) -> np.ndarray:
+  """float[n] outcomes (smaller is better) with those worse than their CLIP_QUANTILE
+  flattened to it, so that diverged runs do not dominate a fit."""
+  return np.minimum(y, np.quantile(y, CLIP_QUANTILE))
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:

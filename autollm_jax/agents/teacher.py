@@ -34,9 +34,7 @@ from autollm_jax.agents import gp_model
 
 TOP = 5
 TREND_MAX_PARAMS = 6
-CLIP_QUANTILE = 0.75  # cheap outcomes worse than this are flattened (diverged runs)
 RIDGE = 1e-3
-EXPLORATION = 0.0
 # How many experiment priors (small) and cheap-fidelity GPs (up to 0.5 MB) are kept, the most
 # recently used: priors enough for every training experiment of the gym.
 PRIOR_CACHE_SIZE = 256
@@ -71,10 +69,6 @@ class Prior:
   scale: float
   features: np.ndarray
   reasoning: str
-
-
-def _clipped(y: np.ndarray) -> np.ndarray:
-  return np.minimum(y, np.quantile(y, CLIP_QUANTILE))
 
 
 def optimum_location(obs: base.Observation, cheap: base.CheapResults) -> np.ndarray:
@@ -184,7 +178,7 @@ class Teacher(base.Agent):
                           for p, u in zip(obs.params, optimum_location(obs, cheap))])
     is_cat = np.array([p.scale == "categorical" for p in obs.params])
     shift = np.where(is_cat, 0.0, obs.features(natural) - obs.features(cheap_opt))
-    gp = gp_model.fit(obs.features(cheap.configs), _clipped(cheap.y))
+    gp = gp_model.fit(obs.features(cheap.configs), gp_model.clip_outcomes(cheap.y))
     feats = obs.features(obs.candidates)
     mean, _ = gp.predict(feats - shift)
     lines.append(f"So I take the landscape measured at {cheap.name}, moved by that shift")
@@ -196,7 +190,7 @@ class Teacher(base.Agent):
     configurations, fitted once per distinct results, and float64[n, P] the candidates in
     that space."""
     transform = matching.feature_transform(obs.params, cheap.configs)
-    y = _clipped(cheap.y)
+    y = gp_model.clip_outcomes(cheap.y)
     key = hashlib.sha1(b"".join([str(cheap.configs.shape).encode(), transform.tobytes(),
                                  cheap.configs.tobytes(), y.tobytes()])).digest()
     gp = _memo(self._cheap_gps, key,
@@ -239,10 +233,10 @@ class Teacher(base.Agent):
     prior = self.prior(obs)
     if not history:
       return prior.mean
-    mean, std = gp_model.refine(prior.mean, prior.features,
-                                np.array([t.candidate for t in history]),
-                                np.array([t.y for t in history]), prior.theta, prior.scale)
-    return mean - EXPLORATION * std
+    mean, _ = gp_model.refine(prior.mean, prior.features,
+                              np.array([t.candidate for t in history]),
+                              np.array([t.y for t in history]), prior.theta, prior.scale)
+    return mean
 
   def rank(self, obs: base.Observation, history: Sequence[base.Trial]
            ) -> tuple[np.ndarray, np.ndarray, str]:

@@ -18,7 +18,7 @@ Arrays (R rows, P parameters, M metrics, F fidelities, S fidelity-scale axes, A 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -148,7 +148,3 @@ class TaskTable:
   def fidelity_order(self) -> np.ndarray:
     """int[F] fidelities sorted from cheapest to most expensive (by the product of scales)."""
     return np.argsort(np.sum(np.log(self.fidelity_scale), axis=1), kind="stable")
-
-  def config_text(self, config: Sequence[float]) -> str:
-    """A readable `name=value` rendering of one configuration row."""
-    return " ".join(f"{p.name}={v:.4g}" for p, v in zip(self.params, config))

@@ -162,6 +162,3 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     raise KeyError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
   return _REGISTRY[name].replace(**overrides)
 
-
-def list_configs() -> list[str]:
-  return sorted(_REGISTRY)

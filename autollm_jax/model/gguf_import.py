@@ -8,18 +8,16 @@ the rotate-half layout the decoder uses.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from importlib.util import find_spec
 from pathlib import Path
 
 import gguf
 import numpy as np
-from flax import nnx
 
 from autollm_jax.model import tokenizers
 from autollm_jax.model.config import ModelConfig, get_config
-from autollm_jax.model.weights import assemble_params, stack_layers
+from autollm_jax.model.weights import Pretrained, assemble_params, stack_layers
 
 CACHE_DIR = Path(os.environ.get("AUTOLLM_JAX_CACHE", Path.home() / ".cache" / "autollm_jax"))
 
@@ -68,11 +66,6 @@ def smollm2_135m_path() -> Path:
 PRETRAINED_GGUF = {"gemma3_270m": gemma3_270m_path, "smollm2_135m": smollm2_135m_path}
 
 
-def _field(reader: gguf.GGUFReader, key: str, default=None):
-  field = reader.fields.get(key)
-  return default if field is None else field.contents()
-
-
 def dequantized_tensors(reader: gguf.GGUFReader) -> dict[str, np.ndarray]:
   """Every tensor of the file as float32, in numpy order ([out, in] for matrices)."""
   out = {}
@@ -84,12 +77,12 @@ def dequantized_tensors(reader: gguf.GGUFReader) -> dict[str, np.ndarray]:
 
 def check_metadata(reader: gguf.GGUFReader, config: ModelConfig, path: Path) -> None:
   """Raise ValueError naming the field if the file's hyperparameters differ from `config`."""
-  arch = _field(reader, "general.architecture")
+  arch = tokenizers.gguf_field(reader, "general.architecture")
   families = {"gemma3": "gemma3", "llama": "llama", "qwen3": "qwen3"}
   if arch not in families or families[arch] != config.family:
     raise ValueError(f"{path}: architecture {arch!r} does not match model {config.name!r} "
                      f"(family {config.family!r})")
-  heads = _field(reader, f"{arch}.attention.head_count")
+  heads = tokenizers.gguf_field(reader, f"{arch}.attention.head_count")
   expected = {
       "embedding_length": config.embed_dim,
       "block_count": config.num_layers,
@@ -101,9 +94,9 @@ def check_metadata(reader: gguf.GGUFReader, config: ModelConfig, path: Path) -> 
       "attention.sliding_window": config.sliding_window,
   }
   for key, want in expected.items():
-    got = _field(reader, f"{arch}.{key}")
+    got = tokenizers.gguf_field(reader, f"{arch}.{key}")
     if key == "attention.key_length" and got is None:
-      got = _field(reader, f"{arch}.embedding_length") // heads
+      got = tokenizers.gguf_field(reader, f"{arch}.embedding_length") // heads
     if got is not None and want is not None and not np.isclose(got, want):
       raise ValueError(f"{path}: {arch}.{key} = {got} but model {config.name!r} has {want}")
 
@@ -146,15 +139,6 @@ def convert_tensors(tensors: dict[str, np.ndarray], config: ModelConfig, arch: s
   return named
 
 
-@dataclasses.dataclass
-class Pretrained:
-  """An imported model: config, params state, graphdef-compatible with `create_model`, and
-  its tokenizer."""
-  config: ModelConfig
-  params: nnx.State
-  tokenizer: tokenizers.SentencePieceTokenizer | tokenizers.ByteBPETokenizer
-
-
 def load_gguf(path: str | Path, config: ModelConfig) -> Pretrained:
   """Load a GGUF file into `config`'s decoder.
 
@@ -170,7 +154,7 @@ def load_gguf(path: str | Path, config: ModelConfig) -> Pretrained:
 def load_from_reader(reader: gguf.GGUFReader, config: ModelConfig, path: Path) -> Pretrained:
   """`load_gguf` from an open reader (parsing a large vocabulary's metadata takes seconds)."""
   check_metadata(reader, config, path)
-  arch = _field(reader, "general.architecture")
+  arch = tokenizers.gguf_field(reader, "general.architecture")
   named = convert_tensors(dequantized_tensors(reader), config, arch)
   params = assemble_params(config, named, str(path))
   return Pretrained(config, params, tokenizers.tokenizer_from_gguf(reader))

@@ -3,6 +3,9 @@
 Hugging Face keeps matrices as [out, in] and Gemma's RMSNorm weights as w in x * (1 + w); the
 decoder keeps [in, out] (split per head) and the full multiplier, so Gemma norms get +1 here.
 Gemma3 multimodal checkpoints (`language_model.` prefix) load their text decoder.
+
+`load_pretrained_dir` loads a whole Qwen3 or Llama checkpoint directory as a policy backbone:
+shapes from its config.json, weights, and its byte-level BPE tokenizer.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 from flax import nnx
 from safetensors import safe_open
 
+from autollm_jax.model import tokenizers
 from autollm_jax.model.config import ModelConfig
-from autollm_jax.model.weights import assemble_params, stack_layers
+from autollm_jax.model.weights import Pretrained, assemble_params, stack_layers
 
 # Hugging Face layer tensor -> (our block parameter, kind); `mlp_norm` differs by family.
 _LAYER_TENSORS = {
@@ -122,3 +126,52 @@ def load_safetensors(path: str | Path, config: ModelConfig) -> nnx.State:
   """
   check_hf_config(path, config)
   return assemble_params(config, convert_tensors(read_tensors(path), config), str(path))
+
+
+# config.json field -> ModelConfig field, for the families whose shapes it fully describes.
+_HF_SHAPE_FIELDS = {"hidden_size": "embed_dim", "num_hidden_layers": "num_layers",
+                    "num_attention_heads": "num_heads", "num_key_value_heads": "num_kv_heads",
+                    "head_dim": "head_dim", "intermediate_size": "mlp_dim",
+                    "rms_norm_eps": "norm_eps", "rope_theta": "rope_base",
+                    "tie_word_embeddings": "tie_embeddings"}
+_HF_FAMILIES = {"qwen3": "qwen3", "llama": "llama"}  # config.json model_type -> family
+
+
+def hf_model_config(directory: str | Path, template: ModelConfig, vocab_size: int
+                    ) -> ModelConfig:
+  """`template` (a registry config of the same family) with the shapes of a checkpoint's
+  config.json, and `vocab_size` embedding rows: a checkpoint pads its embedding past the
+  tokenizer's last id (Qwen3: 151,936 rows for 151,669 tokens), rows that no token reads.
+
+  Raises:
+    ValueError: no config.json, another family, or fewer embedding rows than tokens.
+  """
+  file = Path(directory) / "config.json"
+  if not file.is_file():
+    raise ValueError(f"{file} is missing: a Hugging Face checkpoint directory describes its "
+                     "model there")
+  hf = json.loads(file.read_text())
+  if _HF_FAMILIES.get(hf.get("model_type")) != template.family:
+    raise ValueError(f"{file}: model_type {hf.get('model_type')!r} is not the {template.family} "
+                     f"family of config.model.name={template.name!r}; pick a model name of its "
+                     f"family (model types read here: {', '.join(_HF_FAMILIES)})")
+  if hf.get("vocab_size", vocab_size) < vocab_size:
+    raise ValueError(f"{file}: vocab_size {hf['vocab_size']} is less than its tokenizer's "
+                     f"{vocab_size} tokens")
+  fields = {ours: hf[theirs] for theirs, ours in _HF_SHAPE_FIELDS.items() if theirs in hf}
+  fields.setdefault("head_dim", hf["hidden_size"] // hf["num_attention_heads"])
+  return template.replace(vocab_size=vocab_size, **fields)
+
+
+def load_pretrained_dir(directory: str | Path, template: ModelConfig) -> Pretrained:
+  """A Qwen3 or Llama checkpoint directory (config.json, tokenizer.json, *.safetensors) as
+  `Pretrained`: `template`'s family, dtypes and options with the checkpoint's shapes, the
+  embedding cut to the tokenizer's ids (`hf_model_config`), and its byte-level BPE."""
+  tokenizer = tokenizers.byte_bpe_from_hf(directory)
+  config = hf_model_config(directory, template, tokenizer.vocab_size)
+  tensors = read_tensors(directory)
+  for name in ("model.embed_tokens.weight", "lm_head.weight"):
+    if name in tensors:
+      tensors[name] = tensors[name][:config.vocab_size]
+  params = assemble_params(config, convert_tensors(tensors, config), str(directory))
+  return Pretrained(config, params, tokenizer)

@@ -1,14 +1,16 @@
-"""Tokenizers rebuilt from GGUF metadata, implementing `autollm_jax.tokenizer.Tokenizer`.
+"""Tokenizers of pretrained models, implementing `autollm_jax.tokenizer.Tokenizer`.
 
-Gemma's vocabulary ("llama" tokenizer model in GGUF) is rebuilt as an exact SentencePiece BPE
-model proto (a `sp_tokenizer.SentencePieceTokenizer`); SmolLM2's ("gpt2" model) as a
-byte-level BPE of the `tokenizers` package. Both serialise to a blob (`to_blob`) that
-checkpoints keep and `autollm_jax.tokenizer.tokenizer_from_blob` restores.
+From GGUF metadata, Gemma's vocabulary ("llama" tokenizer model in GGUF) is rebuilt as an exact
+SentencePiece BPE model proto (a `sp_tokenizer.SentencePieceTokenizer`), SmolLM2's ("gpt2"
+model) as a byte-level BPE of the `tokenizers` package; a Hugging Face checkpoint's byte-level
+BPE (Qwen3, Llama 3, SmolLM2) is read from its tokenizer.json. All serialise to a blob
+(`to_blob`) that checkpoints keep and `autollm_jax.tokenizer.tokenizer_from_blob` restores.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Sequence
 
 import gguf
@@ -85,7 +87,8 @@ def _bytes_to_unicode() -> dict[int, str]:
   return mapping
 
 
-def _field(reader: gguf.GGUFReader, key: str, default=None):
+def gguf_field(reader: gguf.GGUFReader, key: str, default=None):
+  """The value of a GGUF metadata field, or `default` where the file has none."""
   field = reader.fields.get(key)
   return default if field is None else field.contents()
 
@@ -103,11 +106,12 @@ def sentencepiece_from_gguf(reader: gguf.GGUFReader) -> SentencePieceTokenizer:
   Control tokens written like markup (`<start_of_turn>`) become user-defined pieces so that
   chat templates given as text encode to them, as Gemma's own tokenizer does.
   """
-  tokens = _field(reader, "tokenizer.ggml.tokens")
-  scores = _field(reader, "tokenizer.ggml.scores")
-  types = _field(reader, "tokenizer.ggml.token_type")
-  unk = _field(reader, "tokenizer.ggml.unknown_token_id", 3)
-  roles = {_field(reader, f"tokenizer.ggml.{r}_token_id", -1) for r in ("bos", "eos", "padding")}
+  tokens = gguf_field(reader, "tokenizer.ggml.tokens")
+  scores = gguf_field(reader, "tokenizer.ggml.scores")
+  types = gguf_field(reader, "tokenizer.ggml.token_type")
+  unk = gguf_field(reader, "tokenizer.ggml.unknown_token_id", 3)
+  roles = {gguf_field(reader, f"tokenizer.ggml.{r}_token_id", -1)
+           for r in ("bos", "eos", "padding")}
   proto = sp_pb2.ModelProto()
   for i, (piece, score, kind) in enumerate(zip(tokens, scores, types)):
     p = proto.pieces.add()
@@ -126,13 +130,13 @@ def sentencepiece_from_gguf(reader: gguf.GGUFReader) -> SentencePieceTokenizer:
   spec.allow_whitespace_only_pieces = True
   # SentencePiece finds its special ids by piece text, so name the pieces as well as the ids.
   for role, key in (("unk", "unknown"), ("bos", "bos"), ("eos", "eos"), ("pad", "padding")):
-    token_id = unk if role == "unk" else _field(reader, f"tokenizer.ggml.{key}_token_id", -1)
+    token_id = unk if role == "unk" else gguf_field(reader, f"tokenizer.ggml.{key}_token_id", -1)
     setattr(spec, f"{role}_id", token_id)
     if token_id >= 0:
       setattr(spec, f"{role}_piece", tokens[token_id])
   norm = proto.normalizer_spec
   norm.name = "identity"
-  norm.add_dummy_prefix = bool(_field(reader, "tokenizer.ggml.add_space_prefix", False))
+  norm.add_dummy_prefix = bool(gguf_field(reader, "tokenizer.ggml.add_space_prefix", False))
   norm.remove_extra_whitespaces = False
   norm.escape_whitespaces = True
   return SentencePieceTokenizer(proto.SerializeToString())
@@ -141,9 +145,9 @@ def sentencepiece_from_gguf(reader: gguf.GGUFReader) -> SentencePieceTokenizer:
 def byte_bpe_from_gguf(reader: gguf.GGUFReader) -> ByteBPETokenizer:
   """A GPT-2 style byte-level BPE from the GGUF vocabulary and merges (digits split one by
   one, as SmolLM2's pre-tokenizer does)."""
-  tokens = _field(reader, "tokenizer.ggml.tokens")
-  types = _field(reader, "tokenizer.ggml.token_type")
-  merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
+  tokens = gguf_field(reader, "tokenizer.ggml.tokens")
+  types = gguf_field(reader, "tokenizer.ggml.token_type")
+  merges = [tuple(m.split(" ", 1)) for m in gguf_field(reader, "tokenizer.ggml.merges")]
   tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
   tok.pre_tokenizer = pre_tokenizers.Sequence([
       pre_tokenizers.Digits(individual_digits=True),
@@ -151,16 +155,54 @@ def byte_bpe_from_gguf(reader: gguf.GGUFReader) -> ByteBPETokenizer:
   tok.decoder = decoders.ByteLevel()
   tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
                           for t, kind in zip(tokens, types) if kind == 3])
-  eos = _field(reader, "tokenizer.ggml.eos_token_id")
-  return ByteBPETokenizer(tok.to_str(), bos_id=_field(reader, "tokenizer.ggml.bos_token_id", -1),
-                          eos_id=eos, pad_id=_field(reader, "tokenizer.ggml.padding_token_id", eos))
+  eos = gguf_field(reader, "tokenizer.ggml.eos_token_id")
+  return ByteBPETokenizer(tok.to_str(),
+                          bos_id=gguf_field(reader, "tokenizer.ggml.bos_token_id", -1),
+                          eos_id=eos,
+                          pad_id=gguf_field(reader, "tokenizer.ggml.padding_token_id", eos))
 
 
 def tokenizer_from_gguf(reader: gguf.GGUFReader) -> SentencePieceTokenizer | ByteBPETokenizer:
   """The tokenizer described by a GGUF file's metadata."""
-  model = _field(reader, "tokenizer.ggml.model")
+  model = gguf_field(reader, "tokenizer.ggml.model")
   if model == "llama":
     return sentencepiece_from_gguf(reader)
   if model == "gpt2":
     return byte_bpe_from_gguf(reader)
   raise ValueError(f"unsupported GGUF tokenizer model {model!r} (supported: llama, gpt2)")
+
+
+def _hf_json(path: Path) -> dict:
+  return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def byte_bpe_from_hf(directory: str | Path) -> ByteBPETokenizer:
+  """The byte-level BPE of a Hugging Face checkpoint directory: tokenizer.json, with the BOS
+  and EOS ids of its config.json and the padding token of its tokenizer_config.json (else EOS).
+
+  Raises:
+    ValueError: no tokenizer.json, or one that is not a byte-level BPE (Gemma's is not: read
+      Gemma from its GGUF file instead).
+  """
+  directory = Path(directory)
+  file = directory / "tokenizer.json"
+  if not file.is_file():
+    raise ValueError(f"{file} is missing: a Hugging Face checkpoint directory holds its "
+                     "tokenizer there")
+  text = file.read_text()
+  spec = json.loads(text)
+  if spec.get("model", {}).get("type") != "BPE" or "ByteLevel" not in json.dumps(
+      spec.get("pre_tokenizer")):
+    raise ValueError(f"{file}: not a byte-level BPE tokenizer (the kind Qwen3, Llama 3 and "
+                     "SmolLM2 use); this importer reads only those")
+  hf = _hf_json(directory / "config.json")
+  first = lambda v: v[0] if isinstance(v, list) else v
+  eos = first(hf.get("eos_token_id"))
+  if eos is None:
+    raise ValueError(f"{directory / 'config.json'}: no eos_token_id")
+  bos = first(hf.get("bos_token_id"))
+  pad_token = _hf_json(directory / "tokenizer_config.json").get("pad_token")
+  pad_token = pad_token.get("content") if isinstance(pad_token, dict) else pad_token
+  pad = Tokenizer.from_str(text).token_to_id(pad_token) if pad_token else None
+  return ByteBPETokenizer(text, bos_id=-1 if bos is None else bos, eos_id=eos,
+                          pad_id=eos if pad is None else pad)

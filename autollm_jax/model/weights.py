@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,16 @@ from flax import nnx
 
 from autollm_jax.model.config import ModelConfig
 from autollm_jax.model.transformer import abstract_model
+from autollm_jax.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """An imported model: config, params state, graphdef-compatible with `create_model`, and
+  its tokenizer."""
+  config: ModelConfig
+  params: nnx.State
+  tokenizer: Tokenizer
 
 
 def _flatten_names(tree, prefix: str = "") -> dict[str, object]:

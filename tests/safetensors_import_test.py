@@ -142,6 +142,11 @@ class SafetensorsImportTest(parameterized.TestCase):
 
     with self.assertRaisesRegex(ValueError, "model_type 'qwen3' is not the llama family"):
       safetensors_import.load_pretrained_dir(directory, config_lib.get_config("smollm2_135m"))
+    hf = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(
+        {**hf, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
+    with self.assertRaisesRegex(ValueError, "rope_scaling=.*no biases, RoPE scaling"):
+      safetensors_import.load_pretrained_dir(directory, template)
     (directory / "tokenizer.json").unlink()
     with self.assertRaisesRegex(ValueError, "tokenizer.json is missing"):
       safetensors_import.load_pretrained_dir(directory, template)

@@ -135,6 +135,8 @@ _HF_SHAPE_FIELDS = {"hidden_size": "embed_dim", "num_hidden_layers": "num_layers
                     "rms_norm_eps": "norm_eps", "rope_theta": "rope_base",
                     "tie_word_embeddings": "tie_embeddings"}
 _HF_FAMILIES = {"qwen3": "qwen3", "llama": "llama"}  # config.json model_type -> family
+# Options of these families the decoder does not implement: set, they would load wrong.
+_HF_UNSUPPORTED = ("attention_bias", "mlp_bias", "rope_scaling", "use_sliding_window")
 
 
 def hf_model_config(directory: str | Path, template: ModelConfig, vocab_size: int
@@ -144,7 +146,8 @@ def hf_model_config(directory: str | Path, template: ModelConfig, vocab_size: in
   tokenizer's last id (Qwen3: 151,936 rows for 151,669 tokens), rows that no token reads.
 
   Raises:
-    ValueError: no config.json, another family, or fewer embedding rows than tokens.
+    ValueError: no config.json, another family, an option the decoder lacks (biases, RoPE
+      scaling, sliding windows), or fewer embedding rows than tokens.
   """
   file = Path(directory) / "config.json"
   if not file.is_file():
@@ -155,6 +158,10 @@ def hf_model_config(directory: str | Path, template: ModelConfig, vocab_size: in
     raise ValueError(f"{file}: model_type {hf.get('model_type')!r} is not the {template.family} "
                      f"family of config.model.name={template.name!r}; pick a model name of its "
                      f"family (model types read here: {', '.join(_HF_FAMILIES)})")
+  unsupported = [key for key in _HF_UNSUPPORTED if hf.get(key)]
+  if unsupported:
+    raise ValueError(f"{file}: {', '.join(f'{k}={hf[k]!r}' for k in unsupported)}: the "
+                     "decoder has no biases, RoPE scaling or sliding windows for this family")
   if hf.get("vocab_size", vocab_size) < vocab_size:
     raise ValueError(f"{file}: vocab_size {hf['vocab_size']} is less than its tokenizer's "
                      f"{vocab_size} tokens")

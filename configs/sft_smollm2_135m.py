@@ -18,8 +18,9 @@ without reasoning (episodes of about 700 tokens), float32 compute, no remat, bat
 sequences for 60 steps (about one pass over the 110 train episodes, ~65 tokens/s on 2 cores),
 one greedy evaluation seed: 22.5 minutes in all, measured before the causal passes skipped the
 keys they cannot see (not re-run since). Memory: 17.5 GB peak resident
-(/usr/bin/time -v; memory.estimate says 6.7 GiB for the longest episode, 1046 tokens, and
-XLA's CPU backend keeps about 2.4 times that: at batch 4 it asked for one 25 GB buffer).
+(/usr/bin/time -v). For the longest bucket, 2 x 1152 tokens, memory.estimate says 7.3 GiB and
+XLA's figure for the compiled SFT step is 10.7 GiB (1.5 GiB of parameters and AdamW state,
+9.2 GiB of temporaries); at batch 4 XLA's CPU backend asked for one 25 GB buffer.
 """
 
 import ml_collections

@@ -53,6 +53,19 @@ class CheapResults:
   aux: Mapping[str, np.ndarray]
   in_budget: np.ndarray
 
+  @classmethod
+  def from_rows(cls, table: TaskTable, fidelity: int, rows: np.ndarray, metric: str | None,
+                in_budget: np.ndarray | None = None) -> CheapResults:
+    """The results of table rows `rows` (all at `fidelity`) for `metric` (None: the task's
+    first); in_budget None: every row."""
+    col = table.metric_column(metric)
+    outcomes = table.outcomes[rows, col]
+    return cls(name=table.fidelity_names[fidelity], scale=table.fidelity_scale[fidelity],
+               configs=table.configs[rows], outcomes=outcomes,
+               y=table.metric(metric).sign() * outcomes,
+               aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)},
+               in_budget=np.ones(len(rows), bool) if in_budget is None else in_budget)
+
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
@@ -93,7 +106,6 @@ class Observation:
     """The experiment's observation: every cheap run of its context, or with `max_rows`
     only the runs its prompt shows (`protocol.shown_context`), as a policy reads them."""
     metric = table.metric(experiment.metric)
-    col = table.metric_column(experiment.metric)
     shown = ({} if max_rows is None else
              {f: rows for f, rows, _ in protocol.shown_context(table, experiment, max_rows)})
     context = []
@@ -104,14 +116,7 @@ class Observation:
         in_budget = experiments_lib.budget_mask(table, experiment, rows)
       else:  # the prompt shows runs within the budget only
         rows, in_budget = shown[f], None
-      if in_budget is None:
-        in_budget = np.ones(len(rows), bool)
-      outcomes = table.outcomes[rows, col]
-      context.append(CheapResults(
-          name=table.fidelity_names[f], scale=table.fidelity_scale[f],
-          configs=table.configs[rows], outcomes=outcomes, y=metric.sign() * outcomes,
-          aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)},
-          in_budget=in_budget))
+      context.append(CheapResults.from_rows(table, f, rows, experiment.metric, in_budget))
     rows = experiment.candidate_rows
     return cls(
         task=table.name, description=table.description, params=table.params, metric=metric,

@@ -105,15 +105,8 @@ def target_observation(table: TaskTable, target_scale: np.ndarray, grid: np.ndar
     raise SessionError("no fidelity in the runs is cheaper than the target on every scale "
                        "axis; check --target")
   m = table.metric(metric)
-  col = table.metric_column(metric)
-  context = []
-  for f in sorted(cheaper, key=lambda f: np.sum(np.log(table.fidelity_scale[f]))):
-    rows = table.rows(int(f))
-    context.append(base.CheapResults(
-        name=table.fidelity_names[f], scale=table.fidelity_scale[f], configs=table.configs[rows],
-        outcomes=table.outcomes[rows, col], y=m.sign() * table.outcomes[rows, col],
-        aux={a: table.aux[rows, i] for i, a in enumerate(table.aux_names)},
-        in_budget=np.ones(len(rows), bool)))
+  context = [base.CheapResults.from_rows(table, int(f), table.rows(int(f)), metric)
+             for f in sorted(cheaper, key=lambda f: np.sum(np.log(table.fidelity_scale[f])))]
   name = ",".join(f"{n}={v:.3e}" for n, v in zip(table.fidelity_scale_names, target_scale))
   return base.Observation(
       task=table.name, description=table.description, params=table.params, metric=m,

@@ -20,7 +20,9 @@ one greedy evaluation seed: 22.5 minutes in all, measured before the causal pass
 keys they cannot see (not re-run since). Memory: 17.5 GB peak resident
 (/usr/bin/time -v). For the longest bucket, 2 x 1152 tokens, memory.estimate says 7.3 GiB and
 XLA's figure for the compiled SFT step is 10.7 GiB (1.5 GiB of parameters and AdamW state,
-9.2 GiB of temporaries); at batch 4 XLA's CPU backend asked for one 25 GB buffer.
+9.2 GiB of temporaries); at batch 4 XLA's CPU backend asked for one 25 GB buffer. Twice the
+steps (`--config.sft.total_steps=120`, 15 s each, 32.4 minutes in all) did not help: strict
+regret 0.262 / 0.062 at k=1 / k=5, against 0.220 / 0.045 after 60.
 """
 
 import ml_collections

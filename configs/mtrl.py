@@ -5,7 +5,7 @@
 Curation, trajectory simulation, SFT of the small model trained from scratch, GRPO from the
 distilled policy (agent sft_rl) and from a fresh one (agent rl_only), and an evaluation of
 sft, rl_only and sft_rl against the baselines on the test split. On a 2-core CPU it finishes
-in at most 20 minutes (13.5 measured); memory: 4.2 GB peak resident (/usr/bin/time -v).
+in at most 20 minutes (13.5 measured); memory: 4.3 GB peak resident (/usr/bin/time -v).
 """
 
 import ml_collections

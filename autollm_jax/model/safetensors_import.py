@@ -34,6 +34,10 @@ _LAYER_TENSORS = {
     "mlp.up_proj": ("up_proj", "in_out"),
     "mlp.down_proj": ("down_proj", "in_out"),
 }
+# config.json field -> ModelConfig field, the shapes every family's config.json gives.
+_HF_SHAPES = {"hidden_size": "embed_dim", "num_hidden_layers": "num_layers",
+              "num_attention_heads": "num_heads", "num_key_value_heads": "num_kv_heads",
+              "intermediate_size": "mlp_dim"}
 _GEMMA_NORMS = {
     "post_attention_layernorm": "post_attn_norm.scale",
     "pre_feedforward_layernorm": "mlp_norm.scale",
@@ -109,10 +113,8 @@ def check_hf_config(path: str | Path, config: ModelConfig) -> None:
     return
   hf = json.loads(file.read_text())
   hf = hf.get("text_config", hf)
-  fields = {"hidden_size": config.embed_dim, "num_hidden_layers": config.num_layers,
-            "num_attention_heads": config.num_heads, "num_key_value_heads": config.num_kv_heads,
-            "intermediate_size": config.mlp_dim, "vocab_size": config.vocab_size}
-  for key, want in fields.items():
+  fields = {theirs: getattr(config, ours) for theirs, ours in _HF_SHAPES.items()}
+  for key, want in {**fields, "vocab_size": config.vocab_size}.items():
     if key in hf and hf[key] != want:
       raise ValueError(f"{file}: {key} = {hf[key]} but model {config.name!r} has {want}; "
                        "pick the matching --model")
@@ -128,12 +130,10 @@ def load_safetensors(path: str | Path, config: ModelConfig) -> nnx.State:
   return assemble_params(config, convert_tensors(read_tensors(path), config), str(path))
 
 
-# config.json field -> ModelConfig field, for the families whose shapes it fully describes.
-_HF_SHAPE_FIELDS = {"hidden_size": "embed_dim", "num_hidden_layers": "num_layers",
-                    "num_attention_heads": "num_heads", "num_key_value_heads": "num_kv_heads",
-                    "head_dim": "head_dim", "intermediate_size": "mlp_dim",
-                    "rms_norm_eps": "norm_eps", "rope_theta": "rope_base",
-                    "tie_word_embeddings": "tie_embeddings"}
+# config.json field -> ModelConfig field: beyond the shapes every family shares, what it
+# fully describes of the families `load_pretrained_dir` reads.
+_HF_CONFIG_FIELDS = {**_HF_SHAPES, "head_dim": "head_dim", "rms_norm_eps": "norm_eps",
+                     "rope_theta": "rope_base", "tie_word_embeddings": "tie_embeddings"}
 _HF_FAMILIES = {"qwen3": "qwen3", "llama": "llama"}  # config.json model_type -> family
 # Options of these families the decoder does not implement: set, they would load wrong.
 _HF_UNSUPPORTED = ("attention_bias", "mlp_bias", "rope_scaling", "use_sliding_window")
@@ -165,7 +165,7 @@ def hf_model_config(directory: str | Path, template: ModelConfig, vocab_size: in
   if hf.get("vocab_size", vocab_size) < vocab_size:
     raise ValueError(f"{file}: vocab_size {hf['vocab_size']} is less than its tokenizer's "
                      f"{vocab_size} tokens")
-  fields = {ours: hf[theirs] for theirs, ours in _HF_SHAPE_FIELDS.items() if theirs in hf}
+  fields = {ours: hf[theirs] for theirs, ours in _HF_CONFIG_FIELDS.items() if theirs in hf}
   fields.setdefault("head_dim", hf["hidden_size"] // hf["num_attention_heads"])
   return template.replace(vocab_size=vocab_size, **fields)
 

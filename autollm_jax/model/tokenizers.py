@@ -203,6 +203,8 @@ def byte_bpe_from_hf(directory: str | Path) -> ByteBPETokenizer:
   bos = first(hf.get("bos_token_id"))
   pad_token = _hf_json(directory / "tokenizer_config.json").get("pad_token")
   pad_token = pad_token.get("content") if isinstance(pad_token, dict) else pad_token
-  pad = Tokenizer.from_str(text).token_to_id(pad_token) if pad_token else None
+  ids = {**spec["model"].get("vocab", {}),
+         **{t["content"]: t["id"] for t in spec.get("added_tokens", [])}}
+  pad = ids.get(pad_token)
   return ByteBPETokenizer(text, bos_id=-1 if bos is None else bos, eos_id=eos,
                           pad_id=eos if pad is None else pad)

@@ -80,20 +80,21 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   lengths = batching.bucket_lengths(max(len(s) for s in sequences))
   batches = batching.BucketedBatches(sequences, loss_masks, config.batch_size, lengths, pad_id,
                                      seed)
-  # The longest bucket's step, compiled now (its first batch reuses the executable): what
-  # the run needs per device, before the first step allocates it.
-  shape = (config.batch_size, lengths[-1])
-  longest = {"tokens": np.zeros(shape, np.int32), "loss_mask": np.zeros(shape, np.float32),
-             "input_mask": np.zeros(shape, bool)}
-  footprint = memory.compiled_footprint(step_fn.lower(state, train_step.to_global(
-      train_step.split_microbatches(longest, accum), batch_sharding)).compile())
-  if footprint is not None:
-    logging.info("%s", footprint.summary(
-        f"SFT step at {config.batch_size} x {lengths[-1]} tokens"))
   schedule = optimizer_lib.learning_rate_schedule(config)
   writer = metrics_lib.MetricsWriter(workdir, "sft")
 
   step = int(state.step)
+  if step < config.total_steps:
+    # The longest bucket's step, compiled now (its first batch reuses the executable): what
+    # the run needs per device, before the first step allocates it.
+    shape = (config.batch_size, lengths[-1])
+    longest = {"tokens": np.zeros(shape, np.int32), "loss_mask": np.zeros(shape, np.float32),
+               "input_mask": np.zeros(shape, bool)}
+    footprint = memory.compiled_footprint(step_fn.lower(state, train_step.to_global(
+        train_step.split_microbatches(longest, accum), batch_sharding)).compile())
+    if footprint is not None:
+      logging.info("%s", footprint.summary(
+          f"SFT step at {config.batch_size} x {lengths[-1]} tokens"))
   window_start, window_tokens = time.perf_counter(), 0
   while step < config.total_steps:
     batch = batches.batch(step)

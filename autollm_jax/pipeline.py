@@ -6,6 +6,8 @@ Stages (each resumes where a previous run stopped; `config.stages` chooses which
              pretrained model's own with the protocol markers (config.model.checkpoint="gguf"),
              the tokenized trajectories                    -> <workdir>/simulation/
   sft        policy distillation on the trajectories        -> <workdir>/sft/checkpoints
+             and how closely the policy then reproduces the teacher's turns, on the train
+             trajectories and on the test experiments (`report_imitation`)
   rl         multi-turn GRPO from the distilled policy (KL to it)
                                                             -> <workdir>/rl/checkpoints
   rl_only    the ablation: GRPO from a fresh policy (KL to that fresh policy)
@@ -34,6 +36,7 @@ from autollm_jax import agents as agents_lib
 from autollm_jax import checkpoint as checkpoint_lib
 from autollm_jax import env as env_lib
 from autollm_jax import evaluation
+from autollm_jax import grammar
 from autollm_jax import experiments as experiments_lib
 from autollm_jax import memory
 from autollm_jax import protocol_tokenizer
@@ -51,6 +54,8 @@ from autollm_jax.model import transformer
 from autollm_jax.tokenizer import Tokenizer, tokenizer_from_blob
 from autollm_jax.training import batching
 from autollm_jax.training import grpo
+from autollm_jax.training import imitation
+from autollm_jax.training import metrics as metrics_lib
 from autollm_jax.training import sft
 
 if TYPE_CHECKING:
@@ -250,6 +255,36 @@ def pretrained_backbone(config: ml_collections.ConfigDict) -> weights.Pretrained
       config.model.name, pretrained.tokenizer))
 
 
+def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup,
+                     tokenizer: Tokenizer, graphdef: nnx.GraphDef, params: nnx.State,
+                     sequences: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+                     ) -> dict[str, float]:
+  """How closely the distilled policy reproduces the teacher (`imitation.match_stats` under
+  teacher forcing), on its training trajectories and on the teacher's episodes of the test
+  experiments (at the evaluation budget), which it never saw; logged and appended to
+  `<workdir>/metrics.jsonl` as stage "sft_imitation".
+
+  Returns:
+    {"train_token_match", "train_turn_match", "train_first_turn_match", and the same with
+    "test_"}.
+  """
+  shown = [policy_lib.prompt_experiment(e, s.tables[e.task], s.settings) for e in s.test]
+  episodes = trajectories.simulate(teacher_lib.Teacher(config.simulation.reasoning), shown,
+                                   s.tables, config.simulation.seeds[:1], (config.eval.budget,),
+                                   config.data.max_prompt_rows,
+                                   config.simulation.teacher_sees == "prompt")
+  token_tables = grammar.TokenTables.build(tokenizer)
+  test = [trajectories.tokenize(e, token_tables) for e in episodes]
+  scores = {}
+  for split, (split_sequences, split_masks) in (
+      ("train", (sequences, masks)), ("test", ([t for t, _ in test], [m for _, m in test]))):
+    stats = imitation.teacher_forced_match(graphdef, params, split_sequences, split_masks,
+                                           tokenizer.pad_id, config.sft.batch_size)
+    scores.update({f"{split}_{k}": v for k, v in stats.items()})
+  metrics_lib.MetricsWriter(workdir, "sft_imitation").write(config.sft.total_steps, scores)
+  return scores
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   """Runs the configured stages; returns the evaluation report (or {} without evaluate)."""
   stages = check_config(config)
@@ -284,6 +319,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     policies["sft"] = sft.train(config.sft, workdir / "sft", sequences, masks, model_config,
                                 blob, tokenizer.pad_id, mesh, init_params, seed=config.seed)
     s.settings.save(workdir / "sft" / "checkpoints")
+    report_imitation(config, workdir / "sft", s, tokenizer, graphdef, policies["sft"],
+                     sequences, masks)
   rl_stages = [st for st in ("rl", "rl_only") if st in stages]
   if rl_stages:
     rl_train = experiments_lib.at_budgets(s.train, config.rl.budgets)

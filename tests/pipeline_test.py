@@ -116,6 +116,11 @@ class TrainAndEvaluateTest(absltest.TestCase):
       records = metrics.read_metrics(workdir / stage)
       self.assertEqual([r["step"] for r in records], [1, 2])
       self.assertEqual({r["trials"] for r in records}, {2.0})  # rl.budgets, not the curated ones
+    imitation, = metrics.read_metrics(workdir / "sft", "sft_imitation")
+    self.assertEqual(imitation["step"], 3)
+    for split in ("train", "test"):
+      for rate in ("token_match", "turn_match", "first_turn_match"):
+        self.assertBetween(imitation[f"{split}_{rate}"], 0.0, 1.0)
     self.assertTrue((workdir / "eval" / "report.md").is_file())
 
 

@@ -109,8 +109,7 @@ class Observation:
     shown = ({} if max_rows is None else
              {f: rows for f, rows, _ in protocol.shown_context(table, experiment, max_rows)})
     context = []
-    for f in sorted(experiment.context_fidelities,
-                    key=lambda f: np.sum(np.log(table.fidelity_scale[f]))):
+    for f in (int(f) for f in table.fidelity_order() if f in experiment.context_fidelities):
       rows = experiment.context_rows[table.fidelity_index[experiment.context_rows] == f]
       if max_rows is None:
         in_budget = experiments_lib.budget_mask(table, experiment, rows)

@@ -106,7 +106,7 @@ def target_observation(table: TaskTable, target_scale: np.ndarray, grid: np.ndar
                        "axis; check --target")
   m = table.metric(metric)
   context = [base.CheapResults.from_rows(table, int(f), table.rows(int(f)), metric)
-             for f in sorted(cheaper, key=lambda f: np.sum(np.log(table.fidelity_scale[f])))]
+             for f in table.fidelity_order() if f in cheaper]
   name = ",".join(f"{n}={v:.3e}" for n, v in zip(table.fidelity_scale_names, target_scale))
   return base.Observation(
       task=table.name, description=table.description, params=table.params, metric=m,

@@ -36,8 +36,8 @@ from autollm_jax import agents as agents_lib
 from autollm_jax import checkpoint as checkpoint_lib
 from autollm_jax import env as env_lib
 from autollm_jax import evaluation
-from autollm_jax import grammar
 from autollm_jax import experiments as experiments_lib
+from autollm_jax import grammar
 from autollm_jax import memory
 from autollm_jax import protocol_tokenizer
 from autollm_jax import report as report_lib
@@ -257,12 +257,13 @@ def pretrained_backbone(config: ml_collections.ConfigDict) -> weights.Pretrained
 
 def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s: Setup,
                      tokenizer: Tokenizer, graphdef: nnx.GraphDef, params: nnx.State,
-                     sequences: Sequence[np.ndarray], masks: Sequence[np.ndarray]
-                     ) -> dict[str, float]:
+                     sequences: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                     batch_size: int) -> dict[str, float]:
   """How closely the distilled policy reproduces the teacher (`imitation.match_stats` under
   teacher forcing), on its training trajectories and on the teacher's episodes of the test
   experiments (at the evaluation budget), which it never saw; logged and appended to
-  `<workdir>/metrics.jsonl` as stage "sft_imitation".
+  `<workdir>/metrics.jsonl` as stage "sft_imitation". `batch_size` sequences go through the
+  model at once (SFT's micro-batch fits in memory).
 
   Returns:
     {"train_token_match", "train_turn_match", "train_first_turn_match", and the same with
@@ -279,7 +280,7 @@ def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s
   for split, (split_sequences, split_masks) in (
       ("train", (sequences, masks)), ("test", ([t for t, _ in test], [m for _, m in test]))):
     stats = imitation.teacher_forced_match(graphdef, params, split_sequences, split_masks,
-                                           tokenizer.pad_id, config.sft.batch_size)
+                                           tokenizer.pad_id, batch_size)
     scores.update({f"{split}_{k}": v for k, v in stats.items()})
   metrics_lib.MetricsWriter(workdir, "sft_imitation").write(config.sft.total_steps, scores)
   return scores
@@ -320,7 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                 blob, tokenizer.pad_id, mesh, init_params, seed=config.seed)
     s.settings.save(workdir / "sft" / "checkpoints")
     report_imitation(config, workdir / "sft", s, tokenizer, graphdef, policies["sft"],
-                     sequences, masks)
+                     sequences, masks, micro_batch)
   rl_stages = [st for st in ("rl", "rl_only") if st in stages]
   if rl_stages:
     rl_train = experiments_lib.at_budgets(s.train, config.rl.budgets)

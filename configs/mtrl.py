@@ -32,9 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
   # with 64 episodes, the 24-iteration policy's rises on steplaw N=1.07e9, D=5.69e10 (0.076 to
   # 0.151) and arch_hwgpt l at p75 (0.027 to 0.057) stay, so they are not sampling noise.
   # 60 iterations: sft_rl 0.330 / 0.062, sft_rl minus sft -0.154 [-0.432, +0.124] / -0.074
-  # [-0.271, +0.123], the same steplaw experiment rising from 0.078 to 0.174 at k=5; the
-  # default run's iterations take 11.4 s (rl) and 9.3 s (rl_only) on average, so 48 more would
-  # add about 9 and 7.5 minutes: past the 20.
+  # [-0.271, +0.123], the same steplaw experiment rising from 0.078 to 0.174 at k=5; with
+  # --config.seed=1, sft_rl 0.398 / 0.105, minus sft -0.085 [-0.413, +0.243] / -0.028 [-0.226,
+  # +0.169], higher at k=5 on 3 of the 6. The default run's iterations take 11.4 s (rl) and
+  # 9.3 s (rl_only) on average, so 48 more would add about 9 and 7.5 minutes: past the 20.
   c.rl.iterations = 12
   c.rl.experiments_per_batch = 2
   c.rl.group_size = 8

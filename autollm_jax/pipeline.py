@@ -275,12 +275,15 @@ def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s
                                    config.data.max_prompt_rows,
                                    config.simulation.teacher_sees == "prompt")
   token_tables = grammar.TokenTables.build(tokenizer)
-  test = [trajectories.tokenize(e, token_tables) for e in episodes]
+  test_sequences, test_masks = zip(*(trajectories.tokenize(e, token_tables) for e in episodes))
+  # One pass over both sets: each padded length compiles once.
+  predicted = imitation.predicted_tokens(graphdef, params, [*sequences, *test_sequences],
+                                         tokenizer.pad_id, batch_size)
   scores = {}
-  for split, (split_sequences, split_masks) in (
-      ("train", (sequences, masks)), ("test", ([t for t, _ in test], [m for _, m in test]))):
-    stats = imitation.teacher_forced_match(graphdef, params, split_sequences, split_masks,
-                                           tokenizer.pad_id, batch_size)
+  for split, split_predicted, split_sequences, split_masks in (
+      ("train", predicted[:len(sequences)], sequences, masks),
+      ("test", predicted[len(sequences):], test_sequences, test_masks)):
+    stats = imitation.match_stats(split_predicted, split_sequences, split_masks)
     scores.update({f"{split}_{k}": v for k, v in stats.items()})
   metrics_lib.MetricsWriter(workdir, "sft_imitation").write(config.sft.total_steps, scores)
   return scores

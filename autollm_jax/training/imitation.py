@@ -1,4 +1,4 @@
-"""How closely a distilled policy reproduces the teacher's turns it was trained on.
+"""How closely a distilled policy reproduces the teacher's turns (its training episodes or others).
 
 Teacher forcing: at every agent token the policy reads the teacher's episode up to that token,
 and its most likely next token is compared with the teacher's. A turn (a maximal run of agent
@@ -85,11 +85,3 @@ def predicted_tokens(graphdef: nnx.GraphDef, params: nnx.State,
     for row, i in enumerate(ids):
       out[i] = guesses[row, :len(sequences[i])]
   return out
-
-
-def teacher_forced_match(graphdef: nnx.GraphDef, params: nnx.State,
-                         sequences: Sequence[np.ndarray], loss_masks: Sequence[np.ndarray],
-                         pad_id: int, batch_size: int = 8) -> dict[str, float]:
-  """`match_stats` of the policy's teacher-forced predictions on `sequences`."""
-  return match_stats(predicted_tokens(graphdef, params, sequences, pad_id, batch_size),
-                     sequences, loss_masks)

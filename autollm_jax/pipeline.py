@@ -263,12 +263,16 @@ def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s
   teacher forcing), on its training trajectories and on the teacher's episodes of the test
   experiments (at the evaluation budget), which it never saw; logged and appended to
   `<workdir>/metrics.jsonl` as stage "sft_imitation". `batch_size` sequences go through the
-  model at once (SFT's micro-batch fits in memory).
+  model at once (SFT's micro-batch fits in memory). Where that file already has the record of
+  this step (a resumed run whose SFT had finished), it is returned as it is.
 
   Returns:
     {"train_token_match", "train_turn_match", "train_first_turn_match", and the same with
     "test_"}.
   """
+  for record in metrics_lib.read_metrics(workdir, "sft_imitation"):
+    if record["step"] == config.sft.total_steps:
+      return {k: v for k, v in record.items() if k.startswith(("train_", "test_"))}
   shown = [policy_lib.prompt_experiment(e, s.tables[e.task], s.settings) for e in s.test]
   episodes = trajectories.simulate(teacher_lib.Teacher(config.simulation.reasoning), shown,
                                    s.tables, config.simulation.seeds[:1], (config.eval.budget,),
@@ -347,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     else:
       _, start = nnx.split(transformer.create_model(model_config, config.seed + 1))
     policies[stage] = grpo.train(trainer, workdir / stage, start, start, blob,
-                                 seed=config.seed)
+                                 seed=config.seed, stage=stage)
     s.settings.save(workdir / stage / "checkpoints")
 
   if "evaluate" not in stages:

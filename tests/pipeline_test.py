@@ -114,7 +114,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
       self.assertEqual(summary["overall"]["strict_regret"]["experiments"], 3)
     for stage in ("rl", "rl_only"):
       records = metrics.read_metrics(workdir / stage)
-      self.assertEqual([r["step"] for r in records], [1, 2])
+      self.assertEqual([(r["stage"], r["step"]) for r in records], [(stage, 1), (stage, 2)])
       self.assertEqual({r["trials"] for r in records}, {2.0})  # rl.budgets, not the curated ones
     imitation, = metrics.read_metrics(workdir / "sft", "sft_imitation")
     self.assertEqual(imitation["step"], 3)
@@ -122,6 +122,11 @@ class TrainAndEvaluateTest(absltest.TestCase):
       for rate in ("token_match", "turn_match", "first_turn_match"):
         self.assertBetween(imitation[f"{split}_{rate}"], 0.0, 1.0)
     self.assertTrue((workdir / "eval" / "report.md").is_file())
+
+    # Run again: every stage resumes finished, and the imitation is not scored twice.
+    config.stages = "simulate,sft"
+    pipeline.train_and_evaluate(config, workdir)
+    self.assertEqual(metrics.read_metrics(workdir / "sft", "sft_imitation"), [imitation])
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ class GrpoTrainer:
 
 
 def train(trainer: GrpoTrainer, workdir: str | os.PathLike, init_params: nnx.State,
-          ref_params: nnx.State, tokenizer_blob: bytes, seed: int = 0) -> nnx.State:
+          ref_params: nnx.State, tokenizer_blob: bytes, seed: int = 0, stage: str = "rl"
+          ) -> nnx.State:
   """Runs (or resumes) GRPO from `init_params`; returns the final parameters.
 
   Args:
@@ -200,6 +201,8 @@ def train(trainer: GrpoTrainer, workdir: str | os.PathLike, init_params: nnx.Sta
     ref_params: the KL reference policy.
     tokenizer_blob: saved with every checkpoint.
     seed: fixes experiment choice and sampling.
+    stage: the name its metrics are logged and recorded under (the pipeline's "rl" or
+      "rl_only").
   """
   config, model_config, mesh = trainer.config, trainer.model_config, trainer.mesh
   workdir = pathlib.Path(workdir)
@@ -209,7 +212,7 @@ def train(trainer: GrpoTrainer, workdir: str | os.PathLike, init_params: nnx.Sta
   manager = checkpoint_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=2)
   # A checkpoint's step counts iterations, each of epochs x minibatches optimizer steps.
   state = resume.resume(manager, state, model_config, mesh, config.epochs * config.minibatches)
-  writer = metrics_lib.MetricsWriter(workdir, "rl")
+  writer = metrics_lib.MetricsWriter(workdir, stage)
   iteration = manager.latest_step() or 0
   while iteration < config.iterations:
     state, summary = trainer.iteration(state, ref_params, iteration, seed)

@@ -263,16 +263,22 @@ def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s
   teacher forcing), on its training trajectories and on the teacher's episodes of the test
   experiments (at the evaluation budget), which it never saw; logged and appended to
   `<workdir>/metrics.jsonl` as stage "sft_imitation". `batch_size` sequences go through the
-  model at once (SFT's micro-batch fits in memory). Where that file already has the record of
-  this step (a resumed run whose SFT had finished), it is returned as it is.
+  model at once (SFT's micro-batch fits in memory). `config.sft.imitation_train_episodes`
+  (0: all) caps the training episodes scored, evenly spaced among them: one forward pass each
+  is a third of an SFT epoch's compute. Where the metrics file already has the record of this
+  step (a resumed run whose SFT had finished), it is returned as it is.
 
   Returns:
-    {"train_token_match", "train_turn_match", "train_first_turn_match", and the same with
-    "test_"}.
+    {"train_token_match", "train_turn_match", "train_first_turn_match", the same with
+    "test_", and "train_episodes", "test_episodes": how many episodes each set scored}.
   """
   for record in metrics_lib.read_metrics(workdir, "sft_imitation"):
     if record["step"] == config.sft.total_steps:
       return {k: v for k, v in record.items() if k.startswith(("train_", "test_"))}
+  limit = config.sft.imitation_train_episodes
+  if 0 < limit < len(sequences):
+    keep = np.linspace(0, len(sequences) - 1, limit).round().astype(int)
+    sequences, masks = [sequences[i] for i in keep], [masks[i] for i in keep]
   shown = [policy_lib.prompt_experiment(e, s.tables[e.task], s.settings) for e in s.test]
   episodes = trajectories.simulate(teacher_lib.Teacher(config.simulation.reasoning), shown,
                                    s.tables, config.simulation.seeds[:1], (config.eval.budget,),
@@ -289,6 +295,7 @@ def report_imitation(config: ml_collections.ConfigDict, workdir: pathlib.Path, s
       ("test", predicted[len(sequences):], test_sequences, test_masks)):
     stats = imitation.match_stats(split_predicted, split_sequences, split_masks)
     scores.update({f"{split}_{k}": v for k, v in stats.items()})
+    scores[f"{split}_episodes"] = len(split_sequences)
   metrics_lib.MetricsWriter(workdir, "sft_imitation").write(config.sft.total_steps, scores)
   return scores
 

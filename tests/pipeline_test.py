@@ -105,6 +105,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
     config.rl.minibatches, config.rl.warmup_steps = 1, 1
     config.rl.budgets = (2,)
     config.eval.agents, config.eval.seeds, config.eval.budget = ("random",), 1, 1
+    config.sft.imitation_train_episodes = 2
     workdir = pathlib.Path(self.create_tempdir().full_path)
     report = pipeline.train_and_evaluate(config, workdir)
 
@@ -118,6 +119,8 @@ class TrainAndEvaluateTest(absltest.TestCase):
       self.assertEqual({r["trials"] for r in records}, {2.0})  # rl.budgets, not the curated ones
     imitation, = metrics.read_metrics(workdir / "sft", "sft_imitation")
     self.assertEqual(imitation["step"], 3)
+    # Two of the training episodes (the cap), each test experiment's one episode.
+    self.assertEqual((imitation["train_episodes"], imitation["test_episodes"]), (2, 3))
     for split in ("train", "test"):
       for rate in ("token_match", "turn_match", "first_turn_match"):
         self.assertBetween(imitation[f"{split}_{rate}"], 0.0, 1.0)

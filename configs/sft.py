@@ -40,7 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
   # cannot predict the outcome that "brief" reasoning writes, and its attempts derail the
   # action after them (test strict regret at k=1 / k=5: 0.612 / 0.323 with "brief", 0.503 /
   # 0.272 with "none"); "brief" (the predicted outcome) and "full" (the whole cross-fidelity
-  # analysis) are for pretrained backbones.
+  # analysis) are for pretrained backbones. A first turn whose reasoning copies the best cheap
+  # run shown, as the prompt writes it (tried with configs/mtrl.py's 600 steps, think_tokens
+  # 72), gave 0.391 / 0.128 and 0.501 / 0.161 at seeds 0 and 1, against 0.483 / 0.135 and
+  # 0.483 / 0.133 without it: not kept.
   c.simulation.reasoning = "none"
   # "prompt": the teacher acts on only the cheap runs the prompt shows, so that its actions
   # follow from the policy's input; "all": on every cheap run of the context fidelities.
